@@ -1,0 +1,145 @@
+"""Command line: `python -m app run|api|worker|apikey ...`; `--help` on each lists its options."""
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from app.config import Settings, get_settings
+
+logger = logging.getLogger("app")
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _require_services(settings: Settings, role: str) -> None:
+    if settings.mongodb_url is None or settings.redis_url is None:
+        missing = [name for name, value in (("MONGODB_URL", settings.mongodb_url), ("REDIS_URL", settings.redis_url)) if value is None]
+        sys.exit(
+            f"error: '{role}' runs against MongoDB and Redis, but {' and '.join(missing)} "
+            "is not set. Set both, or use 'python -m app run' for the in-memory local run."
+        )
+
+
+def _serve(settings: Settings, embedded_worker: bool) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    app = create_app(settings, embedded_worker=embedded_worker)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+
+
+def command_run(settings: Settings) -> None:
+    """API and worker in one process; in memory unless MONGODB_URL and REDIS_URL are set."""
+    if (settings.mongodb_url is None) != (settings.redis_url is None):
+        sys.exit(
+            "error: set both MONGODB_URL and REDIS_URL (production) or neither (in-memory run)"
+        )
+    _serve(settings, embedded_worker=True)
+
+
+def command_api(settings: Settings) -> None:
+    _require_services(settings, "api")
+    _serve(settings, embedded_worker=False)
+
+
+def command_worker(settings: Settings) -> None:
+    _require_services(settings, "worker")
+    from redis.exceptions import RedisError
+
+    from app.workers.settings import create_worker
+
+    async def check_redis() -> None:
+        from app.queue import QueueUnreachable, create_queue_pool
+
+        try:
+            pool = await create_queue_pool(settings)
+        except QueueUnreachable as exc:
+            sys.exit(f"error: {exc}")
+        await pool.aclose()
+
+    asyncio.run(check_redis())
+    try:
+        create_worker(settings).run()
+    except RedisError as exc:
+        sys.exit(f"error: Redis failed: {exc}")
+
+
+async def _with_database(settings: Settings, action):  # type: ignore[no-untyped-def]
+    from app.database import DatabaseUnreachable, connect_database
+
+    if settings.mongodb_url is None:
+        sys.exit(
+            "error: API keys are stored in MongoDB, but MONGODB_URL is not set. For the in-memory "
+            "local run, 'python -m app run' prints a key at start (or set API_KEY)."
+        )
+    try:
+        await connect_database(settings)
+    except DatabaseUnreachable as exc:
+        sys.exit(f"error: {exc}")
+    return await action()
+
+
+def command_apikey(settings: Settings, args: argparse.Namespace) -> None:
+    from app.auth import create_api_key, revoke_api_key
+    from app.models.documents import ApiKey
+
+    async def create() -> None:
+        record, key = await create_api_key(args.organization, args.name)
+        print(f"API key for organization {record.organization!r} (id {record.id}, name {record.name!r}):")
+        print(key)
+        print("It is shown only this once; the service keeps only its SHA-256 digest.")
+
+    async def list_keys() -> None:
+        for record in await ApiKey.find_all().sort("organization", "created_time").to_list():
+            revoked = f"revoked {record.revoked_time:%Y-%m-%d}" if record.revoked_time else "active"
+            print(f"{record.id}  {record.organization:<25}  {record.name:<20}  {record.key_prefix}…  {revoked}")
+
+    async def revoke() -> None:
+        record = await revoke_api_key(args.key_id)
+        if record is None:
+            sys.exit(f"error: no API key with id {args.key_id!r}; 'apikey list' shows the ids")
+        print(f"revoked API key {record.id} ({record.organization}/{record.name})")
+
+    action = {"create": create, "list": list_keys, "revoke": revoke}[args.apikey_command]
+    asyncio.run(_with_database(settings, action))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description="OS image service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="API and worker in one process (in memory without MONGODB_URL/REDIS_URL)")
+    commands.add_parser("api", help="the API alone, against MONGODB_URL and REDIS_URL")
+    commands.add_parser("worker", help="the download worker alone, against MONGODB_URL and REDIS_URL")
+    apikey = commands.add_parser("apikey", help="create, list or revoke API keys (needs MONGODB_URL)")
+    apikey_commands = apikey.add_subparsers(dest="apikey_command", required=True)
+    create = apikey_commands.add_parser("create", help="create a key and print it once")
+    create.add_argument("--organization", required=True, help="organization the key acts for (at most 25 characters)")
+    create.add_argument("--name", required=True, help="a label for the key, e.g. the client using it")
+    apikey_commands.add_parser("list", help="list keys (ids, organizations, names, prefixes)")
+    revoke = apikey_commands.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id", help="the key's id, as 'apikey list' prints it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        sys.exit(f"error: invalid setting: {exc}")
+    _configure_logging(settings)
+    if args.command == "apikey" and len(args.organization if args.apikey_command == "create" else "") > 25:
+        sys.exit("error: --organization is longer than 25 characters")
+    {"run": command_run, "api": command_api, "worker": command_worker}.get(
+        args.command, lambda s: command_apikey(s, args)
+    )(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Service settings, read once from environment variables (and an optional `.env` file)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ALLOWED_FILE_TYPES = [
+    ".bin", ".swi", ".out", ".tgz", ".gz", ".tar", ".iso", ".img", ".zip", ".pkg",
+    ".qcow2", ".vmdk", ".ova", ".rpm", ".upg", ".spa", ".efi", ".xz", ".bz2",
+]
+
+
+class Settings(BaseSettings):
+    """Every setting the API and the worker read; the README lists them with their defaults."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    mongodb_url: str | None = Field(
+        default=None,
+        description="MongoDB connection URL. Unset: an in-memory catalog that is lost at exit.",
+    )
+    mongodb_database: str = Field(default="os_image", min_length=1)
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL for the job queue. Unset: an in-memory queue inside the process.",
+    )
+    queue_name: str = Field(default="os-image:downloads", min_length=1)
+
+    storage_dir: Path = Field(default=Path("data/images"), description="Directory for image files.")
+    allowed_file_types: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_FILE_TYPES))
+
+    max_image_size_bytes: int = Field(default=16 * 1024**3, gt=0)
+    download_connect_timeout_s: float = Field(default=10.0, gt=0)
+    # Applies to each read from the socket, never to the whole transfer: an 8 GB image on a slow
+    # link may take hours, but a source that sends nothing for this long is treated as stalled.
+    download_read_timeout_s: float = Field(default=60.0, gt=0)
+    download_max_redirects: int = Field(default=5, ge=0, le=20)
+    download_max_attempts: int = Field(default=5, ge=1, le=50)
+    download_retry_base_delay_s: float = Field(default=2.0, ge=0)
+    download_retry_max_delay_s: float = Field(default=300.0, ge=0)
+    download_chunk_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    progress_interval_s: float = Field(default=1.0, gt=0)
+    worker_max_jobs: int = Field(default=4, ge=1, le=256)
+
+    api_key: str | None = Field(
+        default=None,
+        description="Local run only: the API key to register for the default organization.",
+    )
+    default_organization: str = Field(default="default", min_length=1, max_length=25)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "INFO"
+
+    @field_validator("allowed_file_types", mode="before")
+    @classmethod
+    def _split_file_types(cls, value: object) -> object:
+        # Accept "bin,swi,.tgz" from the environment as well as a JSON list.
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_file_types")
+    @classmethod
+    def _normalise_file_types(cls, value: list[str]) -> list[str]:
+        suffixes = []
+        for raw in value:
+            suffix = raw.strip().lower()
+            if not suffix.startswith("."):
+                suffix = "." + suffix
+            if len(suffix) < 2 or "/" in suffix or "\\" in suffix or suffix.count(".") != 1:
+                raise ValueError(
+                    f"invalid file type {raw!r}: give a single suffix such as .bin or bin"
+                )
+            if suffix not in suffixes:
+                suffixes.append(suffix)
+        if not suffixes:
+            raise ValueError("ALLOWED_FILE_TYPES is empty: give at least one suffix, e.g. .bin")
+        return suffixes
+
+    @field_validator("mongodb_url", "redis_url", "api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_retry_delays(self) -> "Settings":
+        if self.download_retry_max_delay_s < self.download_retry_base_delay_s:
+            raise ValueError(
+                "DOWNLOAD_RETRY_MAX_DELAY_S must be at least DOWNLOAD_RETRY_BASE_DELAY_S"
+            )
+        return self
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when neither MongoDB nor Redis is configured: catalog and queue live in memory."""
+        return self.mongodb_url is None and self.redis_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Stored documents (`documents`) and request/response schemas (`schemas`) are kept apart."""

@@ -1,0 +1,170 @@
+"""MongoDB documents. Request and response shapes live in `schemas`, never here."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from beanie import Document, PydanticObjectId
+from pydantic import Field
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from app.timeutil import utc_now
+
+
+class FileStatus(StrEnum):
+    NONE = "none"
+    DOWNLOADING = "downloading"
+    UPLOADING = "uploading"
+    AVAILABLE = "available"
+    FAILED = "failed"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
+
+
+class UploadedType:
+    """Values of `uploaded_type`: how the image's file reached the service."""
+
+    UPLOAD = 1
+    DOWNLOAD = 2
+    RECEIVED = 3
+
+
+class OsImage(Document):
+    """One catalog entry; the field names are the published API's."""
+
+    img_id: str
+    organization: str
+    vendor: str | None = None
+    description: str | None = None
+    ostype: str | None = None
+    series: str | None = None
+    model: str | None = None
+    os_version: str | None = None
+    image_type: str | None = None
+    image_size: str | None = None
+    min_dram: int | None = None
+    min_flash: int | None = None
+    md5_hash: str | None = None
+    file_name: str | None = None
+    file_path: str | None = None
+    creation_time: datetime = Field(default_factory=utc_now)
+    modified_time: datetime = Field(default_factory=utc_now)
+    last_update_time: datetime = Field(default_factory=utc_now)
+    uploader_id: str | None = "2"
+    uploaded_by: str | None = None
+    uploaded_type: int | None = None
+    is_checked: bool = False
+    is_deleted: bool = False
+
+    # Server-owned.
+    image_id: str | None = None  # id of the stored file; the file is storage/objects/<image_id>
+    download_status_obj: str | None = None  # id of the latest download job
+    uploader_profile: str | None = None  # id of the API key that created the record
+    job_id: str | None = None
+    job_iteration_id: str | None = None
+    sha256_hash: str | None = None
+    file_status: FileStatus = FileStatus.NONE
+    md5_verified: bool = False  # the stored file matched an MD5 the client declared
+
+    # The job that is queued or running for this image, or None. Set and cleared only with a
+    # compare-and-set update, which is what keeps two triggers from starting two jobs.
+    active_job_id: str | None = None
+    # None while the record is live, its own id once deleted: part of the unique index, so img_id
+    # is unique among live records while deleted ones keep theirs. A partial index would say this
+    # more directly, but mongomock ignores partialFilterExpression.
+    deletion_key: str | None = None
+
+    class Settings:
+        name = "os_images"
+        indexes = [
+            IndexModel(
+                [("organization", ASCENDING), ("img_id", ASCENDING), ("deletion_key", ASCENDING)],
+                unique=True,
+                name="img_id_unique_per_organization",
+            ),
+            IndexModel([("organization", ASCENDING), ("is_deleted", ASCENDING), ("_id", ASCENDING)]),
+        ]
+
+
+class ApiKey(Document):
+    """An API key, stored only as the SHA-256 of the key text."""
+
+    organization: str
+    name: str
+    key_digest: str
+    key_prefix: str  # the first characters of the key, to tell keys apart in listings
+    created_time: datetime = Field(default_factory=utc_now)
+    revoked_time: datetime | None = None
+
+    class Settings:
+        name = "api_keys"
+        indexes = [IndexModel([("key_digest", ASCENDING)], unique=True)]
+
+
+class DownloadJob(Document):
+    """One download of an image's file from its source URL, across all its attempts."""
+
+    organization: str
+    image_record_id: PydanticObjectId
+    img_id: str
+    state: JobState = JobState.QUEUED
+    source_url: str
+    file_name: str | None = None
+    expected_md5: str | None = None
+    expected_size_bytes: int | None = None
+    attempt: int = 0
+    max_attempts: int
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    rate_bytes_per_s: float | None = None
+    md5_hash: str | None = None
+    sha256_hash: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    triggered_by: str | None = None
+    created_time: datetime = Field(default_factory=utc_now)
+    started_time: datetime | None = None
+    finished_time: datetime | None = None
+    updated_time: datetime = Field(default_factory=utc_now)
+    next_attempt_time: datetime | None = None
+
+    class Settings:
+        name = "download_jobs"
+        indexes = [
+            IndexModel([("organization", ASCENDING), ("image_record_id", ASCENDING)]),
+            IndexModel([("organization", ASCENDING), ("state", ASCENDING)]),
+        ]
+
+
+class AuditEvent(Document):
+    """One entry of the append-only audit trail."""
+
+    organization: str
+    time: datetime = Field(default_factory=utc_now)
+    action: str
+    actor: str  # "apikey:<id>", "worker" or "cli"
+    image_record_id: PydanticObjectId | None = None
+    img_id: str | None = None
+    job_id: str | None = None
+    message: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    class Settings:
+        name = "audit_events"
+        indexes = [
+            IndexModel([("organization", ASCENDING), ("time", DESCENDING), ("_id", DESCENDING)]),
+            IndexModel([("organization", ASCENDING), ("image_record_id", ASCENDING)]),
+            IndexModel([("organization", ASCENDING), ("job_id", ASCENDING)]),
+        ]
+
+
+DOCUMENT_MODELS = [OsImage, ApiKey, DownloadJob, AuditEvent]

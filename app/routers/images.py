@@ -1,0 +1,105 @@
+"""Image records: list, create, read, replace, patch, delete and multidelete."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.auth import CallerDep
+from app.dependencies import QueueDep, SettingsDep, StorageDep
+from app.errors import NotFound
+from app.models.documents import FileStatus
+from app.models.schemas import ImagePatch, ImagePublic, ImageWrite, MultiDeleteRequest, MultiDeleteResult
+from app.services import images as image_service
+from app.services.jobs import delete_image
+
+router = APIRouter(tags=["images"])
+
+FilterText = Annotated[str | None, Query(max_length=255)]
+
+
+@router.get("/", response_model=list[ImagePublic])
+async def read_images(
+    caller: CallerDep,
+    response: Response,
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
+    items_per_page: Annotated[int, Query(ge=1, le=500, description="Items per page.")] = 25,
+    sort: Annotated[str | None, Query(description="Image field to sort by; default id.")] = None,
+    reverse: Annotated[bool, Query(description="Sort in descending order.")] = False,
+    vendor: FilterText = None,
+    ostype: FilterText = None,
+    series: FilterText = None,
+    model: FilterText = None,
+    os_version: FilterText = None,
+    image_type: FilterText = None,
+    img_id: FilterText = None,
+    file_status: FileStatus | None = None,
+    search: Annotated[
+        str | None, Query(max_length=255, description="Case-insensitive text in name, description, vendor, model, series, version or file name.")
+    ] = None,
+) -> list[ImagePublic]:
+    """One page of the organization's live images; the total is in the X-Total-Count header."""
+    filters = {
+        "vendor": vendor, "ostype": ostype, "series": series, "model": model,
+        "os_version": os_version, "image_type": image_type, "img_id": img_id,
+        "file_status": file_status.value if file_status else None,
+    }
+    query = image_service.build_list_query(caller, filters, search)
+    images, total = await image_service.list_images(
+        query, page=page, items_per_page=items_per_page, sort=sort, reverse=reverse
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return [ImagePublic.from_document(image) for image in images]
+
+
+@router.post("/", response_model=ImagePublic, status_code=status.HTTP_201_CREATED)
+async def create_image(caller: CallerDep, body: ImageWrite, settings: SettingsDep) -> ImagePublic:
+    """Create an image record. Server-owned fields in the body are ignored."""
+    image = await image_service.create_image(caller, body, settings)
+    return ImagePublic.from_document(image)
+
+
+@router.post("/multidelete/", response_model=MultiDeleteResult)
+async def delete_images(
+    caller: CallerDep, body: MultiDeleteRequest, queue: QueueDep, storage: StorageDep
+) -> MultiDeleteResult:
+    """Delete each listed image; ids that are unknown, malformed or deleted come back as not_found."""
+    deleted, not_found = [], []
+    for image_id in dict.fromkeys(body.ids):
+        try:
+            image = await image_service.get_image(caller, image_id)
+        except NotFound:
+            not_found.append(image_id)
+            continue
+        await delete_image(caller, image, queue, storage)
+        deleted.append(image_id)
+    return MultiDeleteResult(deleted=deleted, not_found=not_found)
+
+
+@router.get("/{id}/", response_model=ImagePublic)
+async def read_image(caller: CallerDep, id: str) -> ImagePublic:
+    image = await image_service.get_image(caller, id)
+    return ImagePublic.from_document(image)
+
+
+@router.put("/{id}/", response_model=ImagePublic)
+async def replace_image(caller: CallerDep, id: str, body: ImageWrite, settings: SettingsDep) -> ImagePublic:
+    """Replace every client-owned field; fields left out are reset to their defaults."""
+    image = await image_service.get_image(caller, id)
+    image = await image_service.update_image(caller, image, body, settings, replace=True)
+    return ImagePublic.from_document(image)
+
+
+@router.patch("/{id}/", response_model=ImagePublic)
+async def patch_image(caller: CallerDep, id: str, body: ImagePatch, settings: SettingsDep) -> ImagePublic:
+    """Change only the client-owned fields given; a field sent as null is cleared."""
+    image = await image_service.get_image(caller, id)
+    image = await image_service.update_image(caller, image, body, settings, replace=False)
+    return ImagePublic.from_document(image)
+
+
+@router.delete("/{id}/", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def remove_image(caller: CallerDep, id: str, queue: QueueDep, storage: StorageDep) -> Response:
+    """Soft-delete: the record stays for the audit trail, its file and running download go."""
+    image = await image_service.get_image(caller, id)
+    await delete_image(caller, image, queue, storage)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

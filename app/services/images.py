@@ -1,0 +1,203 @@
+"""Image catalog operations: list, create, change and delete records of one organization."""
+
+import logging
+import re
+from typing import Any
+
+from beanie import PydanticObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from app.auth import Caller, check_organization
+from app.config import Settings
+from app.errors import Conflict, InvalidInput, NotFound
+from app.models.documents import FileStatus, OsImage
+from app.models.schemas import CLIENT_FIELDS, ImagePatch, ImagePublic, ImageWrite
+from app.services.audit import record_event
+from app.timeutil import utc_now
+from app.validation import check_allowed_suffix
+
+logger = logging.getLogger(__name__)
+
+SORTABLE_FIELDS = frozenset(ImagePublic.model_fields)
+FILTER_FIELDS = ("vendor", "ostype", "series", "model", "os_version", "image_type", "img_id")
+SEARCH_FIELDS = ("img_id", "description", "vendor", "model", "series", "os_version", "file_name")
+
+
+def parse_object_id(value: str) -> PydanticObjectId | None:
+    try:
+        return PydanticObjectId(value)
+    except (InvalidId, TypeError, ValueError):
+        return None
+
+
+async def get_image(caller: Caller, image_id: str, *, include_deleted: bool = False) -> OsImage:
+    """Load a record of the caller's organization; anything else is 404, as if it did not exist."""
+    object_id = parse_object_id(image_id)
+    image = None if object_id is None else await OsImage.get(object_id)
+    if image is None or image.organization != caller.organization:
+        raise NotFound(f"image {image_id!r} not found")
+    if image.is_deleted and not include_deleted:
+        raise NotFound(f"image {image_id!r} not found (it was deleted)")
+    return image
+
+
+async def find_live_image_by_img_id(caller: Caller, img_id: str) -> OsImage:
+    image = await OsImage.find_one(
+        {"organization": caller.organization, "img_id": img_id, "is_deleted": False}
+    )
+    if image is None:
+        raise NotFound(f"image with img_id {img_id!r} not found", field="img_id")
+    return image
+
+
+def _check_file_type(settings: Settings, file_name: str | None) -> None:
+    if file_name is None:
+        return
+    try:
+        check_allowed_suffix(file_name, settings.allowed_file_types)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="file_name") from None
+
+
+def _img_id_conflict(img_id: str) -> Conflict:
+    return Conflict(
+        f"img_id {img_id!r} is already used by a live image of this organization: "
+        "choose another img_id or delete the other image",
+        field="img_id",
+    )
+
+
+async def _ensure_img_id_free(organization: str, img_id: str, own_id: Any = None) -> None:
+    query: dict[str, Any] = {"organization": organization, "img_id": img_id, "is_deleted": False}
+    if own_id is not None:
+        query["_id"] = {"$ne": own_id}
+    if await OsImage.find_one(query) is not None:
+        raise _img_id_conflict(img_id)
+
+
+def _check_md5_against_file(image: OsImage, md5_hash: str | None) -> None:
+    if image.file_status == FileStatus.AVAILABLE and md5_hash is not None and md5_hash != image.md5_hash:
+        raise Conflict(
+            f"md5_hash {md5_hash} differs from the MD5 {image.md5_hash} of the stored file: "
+            "keep the stored value, or change file_path and trigger a new download",
+            field="md5_hash",
+        )
+
+
+async def create_image(caller: Caller, body: ImageWrite, settings: Settings) -> OsImage:
+    check_organization(caller, body.organization)
+    _check_file_type(settings, body.file_name)
+    await _ensure_img_id_free(caller.organization, body.img_id)
+
+    now = utc_now()
+    values = body.model_dump(include=set(CLIENT_FIELDS))
+    image = OsImage(
+        **values,
+        creation_time=body.creation_time or now,
+        modified_time=now,
+        last_update_time=now,
+        uploader_profile=caller.api_key_id,
+    )
+    try:
+        await image.insert()
+    except DuplicateKeyError:
+        raise _img_id_conflict(body.img_id) from None
+    await record_event(
+        caller.organization, "image_created", caller.actor,
+        image_record_id=image.id, img_id=image.img_id, message="image record created",
+    )
+    return image
+
+
+async def update_image(
+    caller: Caller, image: OsImage, body: ImagePatch, settings: Settings, *, replace: bool
+) -> OsImage:
+    """Change client-owned fields: all of them (PUT, `replace`) or only those given (PATCH)."""
+    check_organization(caller, body.organization)
+    if replace:
+        changes = body.model_dump(include=set(CLIENT_FIELDS))
+    else:
+        # A field sent as null is cleared, except the two that a record cannot be without.
+        changes = body.model_dump(include=set(CLIENT_FIELDS), exclude_unset=True)
+        for required in ("img_id", "is_checked"):
+            if required in changes and changes[required] is None:
+                raise InvalidInput(f"{required} cannot be null", field=required)
+    changes.pop("organization", None)
+
+    if "file_name" in changes:
+        _check_file_type(settings, changes["file_name"])
+    if "md5_hash" in changes:
+        _check_md5_against_file(image, changes["md5_hash"])
+        if image.file_status == FileStatus.AVAILABLE and changes["md5_hash"] is None:
+            changes.pop("md5_hash")  # the stored file's MD5 stays; it is a fact, not an input
+    if image.file_status == FileStatus.AVAILABLE:
+        changes.pop("image_size", None)  # the stored file's size is the size
+    if changes.get("img_id") and changes["img_id"] != image.img_id:
+        await _ensure_img_id_free(caller.organization, changes["img_id"], image.id)
+
+    now = utc_now()
+    changes.update(modified_time=now, last_update_time=now)
+    try:
+        result = await OsImage.get_pymongo_collection().update_one(
+            {"_id": image.id, "is_deleted": False}, {"$set": changes}
+        )
+    except DuplicateKeyError:
+        raise _img_id_conflict(changes["img_id"]) from None
+    if result.matched_count == 0:
+        raise NotFound(f"image {image.id} not found (it was deleted)")
+    await record_event(
+        caller.organization, "image_updated", caller.actor, image_record_id=image.id,
+        img_id=changes.get("img_id", image.img_id), message="image record changed",
+        fields=sorted(name for name in changes if name not in ("modified_time", "last_update_time")),
+    )
+    refreshed = await OsImage.get(image.id)
+    assert refreshed is not None
+    return refreshed
+
+
+def build_list_query(caller: Caller, filters: dict[str, str | None], search: str | None) -> dict[str, Any]:
+    query: dict[str, Any] = {"organization": caller.organization, "is_deleted": False}
+    for name in FILTER_FIELDS:
+        value = filters.get(name)
+        if value is not None:
+            query[name] = value
+    if filters.get("file_status") is not None:
+        query["file_status"] = filters["file_status"]
+    if search:
+        pattern = {"$regex": re.escape(search), "$options": "i"}
+        query["$or"] = [{name: pattern} for name in SEARCH_FIELDS]
+    return query
+
+
+async def list_images(
+    query: dict[str, Any], *, page: int, items_per_page: int, sort: str | None, reverse: bool
+) -> tuple[list[OsImage], int]:
+    """Return one page of images and the total count, in a stable order (ties broken by id)."""
+    if sort is not None and sort not in SORTABLE_FIELDS:
+        raise InvalidInput(
+            f"cannot sort by {sort!r}: use one of {', '.join(sorted(SORTABLE_FIELDS))}", field="sort"
+        )
+    direction = DESCENDING if reverse else ASCENDING
+    sort_key = "_id" if sort in (None, "id") else sort
+    order = [(sort_key, direction)]
+    if sort_key != "_id":
+        order.append(("_id", direction))
+
+    total = await OsImage.find(query).count()
+    images = (
+        await OsImage.find(query)
+        .sort(order)
+        .skip((page - 1) * items_per_page)
+        .limit(items_per_page)
+        .to_list()
+    )
+    return images, total
+
+
+async def distinct_values(caller: Caller, field: str) -> list[str]:
+    values = await OsImage.get_pymongo_collection().distinct(
+        field, {"organization": caller.organization, "is_deleted": False}
+    )
+    return sorted(value for value in values if isinstance(value, str) and value)

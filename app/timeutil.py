@@ -1,0 +1,48 @@
+"""UTC time helpers. MongoDB keeps milliseconds, so every stored time is cut to milliseconds."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+
+def utc_now() -> datetime:
+    return to_utc(datetime.now(UTC))
+
+
+def to_utc(value: datetime) -> datetime:
+    """Return `value` in UTC, cut to milliseconds; a naive value is taken to be UTC already."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def format_rfc3339(value: datetime) -> str:
+    """Format as RFC 3339 in UTC with milliseconds and a `Z`, e.g. 2026-01-31T16:02:56.596Z."""
+    return to_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_utc(value: object) -> object:
+    if isinstance(value, datetime):
+        return to_utc(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            return to_utc(datetime.fromisoformat(text))
+        except ValueError:
+            raise ValueError(
+                "invalid date-time: use RFC 3339, e.g. 2026-01-31T16:02:56.596Z"
+            ) from None
+    return value
+
+
+UtcDateTime = Annotated[
+    datetime,
+    BeforeValidator(_parse_utc),
+    PlainSerializer(format_rfc3339, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time", "example": "2026-01-31T16:02:56.596Z"}),
+]
+"""A date-time read with `Z`, an offset or naively as UTC, and written as RFC 3339 in UTC."""

@@ -1,0 +1,1 @@
+"""The arq worker: the download job and the worker's settings."""

@@ -1,0 +1,222 @@
+"""The arq job that downloads one image: attempts, retries, progress, commit and audit."""
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from arq import Retry
+from beanie import PydanticObjectId
+
+from app.config import Settings
+from app.models.documents import ACTIVE_JOB_STATES, DownloadJob, FileStatus, JobState, OsImage
+from app.services.audit import record_event
+from app.services.jobs import finish_job
+from app.storage import Storage
+from app.timeutil import utc_now
+from app.validation import check_allowed_suffix, normalise_md5
+from app.workers.fetch import (
+    DownloadCancelled,
+    DownloadError,
+    FetchRequest,
+    ProgressReporter,
+    fetch_to_file,
+)
+
+logger = logging.getLogger(__name__)
+
+ACTOR = "worker"
+
+
+def retry_delay_s(settings: Settings, attempt: int, retry_after_s: float | None) -> float:
+    """Delay before the next attempt: doubling from the base delay, at least what the source asked."""
+    delay = settings.download_retry_base_delay_s * 2 ** (attempt - 1)
+    if retry_after_s is not None:
+        delay = max(delay, retry_after_s)
+    return min(delay, settings.download_retry_max_delay_s)
+
+
+def _precheck(job: DownloadJob, settings: Settings) -> None:
+    """Fail before any network traffic when the job's own values cannot succeed."""
+    if job.file_name is None:
+        raise DownloadError("file_type_not_allowed", "the image has no file_name")
+    try:
+        check_allowed_suffix(job.file_name, settings.allowed_file_types)
+    except ValueError as exc:
+        raise DownloadError("file_type_not_allowed", str(exc)) from None
+    if job.expected_md5 is not None:
+        try:
+            job.expected_md5 = normalise_md5(job.expected_md5)
+        except ValueError as exc:
+            raise DownloadError("invalid_md5", str(exc)) from None
+
+
+async def _mark_running(job: DownloadJob) -> bool:
+    now = utc_now()
+    result = await DownloadJob.get_pymongo_collection().update_one(
+        {"_id": job.id, "state": {"$in": [state.value for state in ACTIVE_JOB_STATES]}},
+        {
+            "$set": {
+                "state": JobState.RUNNING.value, "attempt": job.attempt, "bytes_done": 0,
+                "bytes_total": None, "rate_bytes_per_s": None, "updated_time": now,
+                "next_attempt_time": None,
+                **({"started_time": now} if job.started_time is None else {}),
+            }
+        },
+    )
+    if result.matched_count == 0:
+        return False
+    await OsImage.get_pymongo_collection().update_one(
+        {"_id": job.image_record_id, "active_job_id": str(job.id)},
+        {"$set": {"job_iteration_id": str(job.attempt), "last_update_time": now}},
+    )
+    return True
+
+
+def _progress_publisher(job: DownloadJob):  # type: ignore[no-untyped-def]
+    async def publish(bytes_done: int, bytes_total: int | None, rate: float) -> None:
+        result = await DownloadJob.get_pymongo_collection().update_one(
+            {"_id": job.id, "state": JobState.RUNNING.value},
+            {"$set": {
+                "bytes_done": bytes_done, "bytes_total": bytes_total,
+                "rate_bytes_per_s": round(rate, 1), "updated_time": utc_now(),
+            }},
+        )
+        if result.matched_count == 0:
+            # Cancelled (image deleted or job cancelled) while running: stop now.
+            raise DownloadCancelled()
+
+    return publish
+
+
+async def _commit(job: DownloadJob, storage: Storage, digests: Any, elapsed_s: float) -> bool:
+    """Make the verified file the image's file; False if the image went away meanwhile."""
+    blob_id = str(PydanticObjectId())
+    await storage.commit(storage.partial_path(str(job.id)), blob_id)
+    image = await OsImage.get(job.image_record_id)
+    now = utc_now()
+    result = await OsImage.get_pymongo_collection().update_one(
+        {"_id": job.image_record_id, "is_deleted": False, "active_job_id": str(job.id)},
+        {"$set": {
+            "image_id": blob_id, "image_size": str(digests.size_bytes), "md5_hash": digests.md5,
+            "sha256_hash": digests.sha256, "md5_verified": job.expected_md5 is not None,
+            "file_status": FileStatus.AVAILABLE.value, "active_job_id": None,
+            "uploaded_type": 2, "last_update_time": now,
+        }},
+    )
+    if result.matched_count == 0:
+        await storage.remove_object(blob_id)
+        return False
+    if image is not None and image.image_id and image.image_id != blob_id:
+        await storage.remove_object(image.image_id)
+    await DownloadJob.get_pymongo_collection().update_one(
+        {"_id": job.id},
+        {"$set": {
+            "state": JobState.SUCCEEDED.value, "bytes_done": digests.size_bytes,
+            "bytes_total": digests.size_bytes, "md5_hash": digests.md5,
+            "sha256_hash": digests.sha256, "finished_time": now, "updated_time": now,
+            "error_code": None, "error_message": None,
+            "rate_bytes_per_s": round(digests.size_bytes / elapsed_s, 1) if elapsed_s > 0 else None,
+        }},
+    )
+    return True
+
+
+async def download_image(ctx: dict[str, Any], job_id: str) -> str:
+    """arq job: one attempt at downloading the file of DownloadJob `job_id`; returns its state."""
+    settings: Settings = ctx["settings"]
+    storage: Storage = ctx["storage"]
+    client: httpx.AsyncClient = ctx["http_client"]
+
+    job = await DownloadJob.get(PydanticObjectId(job_id))
+    if job is None or job.state not in ACTIVE_JOB_STATES:
+        logger.info("job %s skipped: %s", job_id, "not found" if job is None else job.state)
+        return "skipped" if job is None else job.state.value
+    image = await OsImage.get(job.image_record_id)
+    if image is None or image.is_deleted:
+        await finish_job(job, JobState.CANCELLED, "cancelled", "image deleted before the download ran")
+        return JobState.CANCELLED.value
+
+    job.attempt += 1
+    if not await _mark_running(job):
+        return "skipped"
+    log_ids = f"job={job_id} image={job.image_record_id} attempt={job.attempt}/{job.max_attempts}"
+    logger.info("download start %s url=%s", log_ids, job.source_url)
+    await record_event(
+        job.organization, "download_started", ACTOR, image_record_id=job.image_record_id,
+        img_id=job.img_id, job_id=job_id, message=f"attempt {job.attempt} of {job.max_attempts}",
+        attempt=job.attempt,
+    )
+
+    started = time.monotonic()
+    try:
+        _precheck(job, settings)
+        digests = await fetch_to_file(
+            client,
+            FetchRequest(
+                url=job.source_url,
+                partial_path=storage.partial_path(job_id),
+                file_name=job.file_name or "",
+                expected_md5=job.expected_md5,
+                expected_size_bytes=job.expected_size_bytes,
+                max_size_bytes=settings.max_image_size_bytes,
+                chunk_bytes=settings.download_chunk_bytes,
+            ),
+            ProgressReporter(settings.progress_interval_s, _progress_publisher(job)),
+        )
+    except DownloadCancelled:
+        logger.info("download cancelled %s", log_ids)
+        return JobState.CANCELLED.value
+    except DownloadError as exc:
+        return await _handle_failure(job, settings, exc, log_ids)
+
+    elapsed_s = time.monotonic() - started
+    if not await _commit(job, storage, digests, elapsed_s):
+        logger.info("download discarded %s: image deleted or job cancelled meanwhile", log_ids)
+        return JobState.CANCELLED.value
+    logger.info(
+        "download done %s bytes=%d seconds=%.1f md5=%s", log_ids, digests.size_bytes, elapsed_s,
+        digests.md5,
+    )
+    await record_event(
+        job.organization, "download_succeeded", ACTOR, image_record_id=job.image_record_id,
+        img_id=job.img_id, job_id=job_id,
+        message=f"{digests.size_bytes} bytes stored, MD5 {digests.md5}"
+        + (" matches the declared value" if job.expected_md5 else " (no MD5 was declared)"),
+        size_bytes=digests.size_bytes, md5=digests.md5, sha256=digests.sha256,
+        seconds=round(elapsed_s, 3),
+    )
+    return JobState.SUCCEEDED.value
+
+
+async def _handle_failure(job: DownloadJob, settings: Settings, exc: DownloadError, log_ids: str) -> str:
+    job_id = str(job.id)
+    if exc.retryable and job.attempt < job.max_attempts:
+        delay_s = retry_delay_s(settings, job.attempt, exc.retry_after_s)
+        now = utc_now()
+        await DownloadJob.get_pymongo_collection().update_one(
+            {"_id": job.id, "state": JobState.RUNNING.value},
+            {"$set": {
+                "state": JobState.QUEUED.value, "error_code": exc.code,
+                "error_message": exc.message, "updated_time": now,
+                "next_attempt_time": now + timedelta(seconds=delay_s),
+            }},
+        )
+        logger.warning("download retry %s code=%s in %.1fs: %s", log_ids, exc.code, delay_s, exc.message)
+        await record_event(
+            job.organization, "download_retry_scheduled", ACTOR,
+            image_record_id=job.image_record_id, img_id=job.img_id, job_id=job_id,
+            message=f"{exc.code}: {exc.message}; next attempt in {delay_s:.1f} s",
+            error_code=exc.code, attempt=job.attempt, delay_s=delay_s,
+        )
+        raise Retry(defer=delay_s)
+
+    logger.warning("download failed %s code=%s: %s", log_ids, exc.code, exc.message)
+    if await finish_job(job, JobState.FAILED, exc.code, exc.message):
+        await record_event(
+            job.organization, "download_failed", ACTOR, image_record_id=job.image_record_id,
+            img_id=job.img_id, job_id=job_id, message=f"{exc.code}: {exc.message}",
+            error_code=exc.code, attempt=job.attempt,
+        )
+    return JobState.FAILED.value

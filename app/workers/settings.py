@@ -1,0 +1,75 @@
+"""arq worker settings and the shared clients it opens at start and closes at shutdown."""
+
+import logging
+from typing import Any
+
+import httpx
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from app.config import Settings, get_settings
+from app.storage import Storage
+from app.workers.download import download_image
+
+logger = logging.getLogger(__name__)
+
+# The job runs its own attempt count (DownloadJob.max_attempts); arq's limit only has to stay out
+# of the way, including the extra tries arq makes when a worker dies in the middle of a job.
+ARQ_MAX_TRIES = 1000
+# No limit on the whole transfer: an 8 GB image over a slow link takes hours. Stalls are caught by
+# the per-read timeout instead. arq needs a number, so this is a week.
+JOB_TIMEOUT_S = 7 * 24 * 3600
+
+
+def create_http_client(settings: Settings) -> httpx.AsyncClient:
+    timeout = httpx.Timeout(
+        connect=settings.download_connect_timeout_s,
+        read=settings.download_read_timeout_s,
+        write=settings.download_read_timeout_s,
+        pool=settings.download_connect_timeout_s,
+    )
+    return httpx.AsyncClient(
+        timeout=timeout,
+        follow_redirects=True,
+        max_redirects=settings.download_max_redirects,
+        headers={"User-Agent": "os-image-service"},
+    )
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx.setdefault("settings", get_settings())
+    storage = Storage(settings.storage_dir)
+    storage.ensure_directories()
+    ctx["storage"] = storage
+    ctx["http_client"] = create_http_client(settings)
+    if not ctx.get("database_ready"):
+        from app.database import connect_database
+
+        await connect_database(settings)
+    logger.info("worker started: queue=%s storage=%s", settings.queue_name, storage.root)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    client = ctx.get("http_client")
+    if client is not None:
+        await client.aclose()
+    logger.info("worker stopped")
+
+
+def create_worker(settings: Settings, *, redis_pool: Any = None, ctx: dict[str, Any] | None = None, **overrides: Any) -> Worker:
+    """Build a worker for `settings`; the local run and the tests hand in their own pool and ctx."""
+    redis_settings = None if redis_pool is not None else RedisSettings.from_dsn(settings.redis_url or "")
+    return Worker(
+        functions=[func(download_image, name="download_image", max_tries=ARQ_MAX_TRIES, timeout=JOB_TIMEOUT_S)],
+        queue_name=settings.queue_name,
+        redis_settings=redis_settings,
+        redis_pool=redis_pool,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        ctx={"settings": settings, **(ctx or {})},
+        max_jobs=settings.worker_max_jobs,
+        allow_abort_jobs=True,
+        keep_result=3600,
+        handle_signals=redis_pool is None,
+        **overrides,
+    )
