@@ -1,0 +1,132 @@
+"""A real HTTP file server on 127.0.0.1 that can misbehave on purpose, run in a thread."""
+
+import gzip
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+
+@dataclass
+class Route:
+    """What the server sends for one path. `handler` overrides everything else when set."""
+
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    handler: Callable[["SourceHandler", int], None] | None = None
+
+
+class SourceHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "SourceServer"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        route = self.server.routes.get(self.path)
+        with self.server.lock:
+            count = self.server.request_counts.get(self.path, 0) + 1
+            self.server.request_counts[self.path] = count
+            self.server.request_headers.append((self.path, dict(self.headers)))
+        if route is None:
+            self.send_plain(404, b"not found")
+            return
+        if route.handler is not None:
+            route.handler(self, count)
+            return
+        self.send_response(route.status)
+        headers = {"Content-Type": "application/octet-stream", **route.headers}
+        headers.setdefault("Content-Length", str(len(route.body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(route.body)
+
+    def send_plain(self, status: int, body: bytes, **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class SourceServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), SourceHandler)
+        self.routes: dict[str, Route] = {}
+        self.request_counts: dict[str, int] = {}
+        self.request_headers: list[tuple[str, dict[str, str]]] = []
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=5)
+
+
+# Misbehaviours, as route handlers.
+
+def fail_then_serve(body: bytes, failures: int, status: int = 503) -> Route:
+    def handler(request: SourceHandler, count: int) -> None:
+        if count <= failures:
+            request.send_plain(status, b"busy", Retry_After="0")
+        else:
+            request.send_plain(200, body, Content_Type="application/octet-stream")
+
+    return Route(handler=handler)
+
+
+def cut_after(body: bytes, sent_bytes: int) -> Route:
+    """Declare the full length, send only the first `sent_bytes`, then drop the connection."""
+
+    def handler(request: SourceHandler, count: int) -> None:
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body[:sent_bytes])
+        request.wfile.flush()
+        request.close_connection = True
+
+    return Route(handler=handler)
+
+
+def stall_after(body: bytes, sent_bytes: int, stall_s: float) -> Route:
+    def handler(request: SourceHandler, count: int) -> None:
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body[:sent_bytes])
+        request.wfile.flush()
+        time.sleep(stall_s)
+        request.close_connection = True
+
+    return Route(handler=handler)
+
+
+def redirect_chain(target: str, hops: int, prefix: str) -> dict[str, Route]:
+    """Routes prefix/1 -> prefix/2 -> ... -> target."""
+    routes = {}
+    for hop in range(1, hops + 1):
+        location = target if hop == hops else f"{prefix}/{hop + 1}"
+        routes[f"{prefix}/{hop}"] = Route(status=302, headers={"Location": location})
+    return routes
+
+
+def gzip_encoded(body: bytes, content_type: str = "application/octet-stream") -> Route:
+    return Route(
+        body=gzip.compress(body),
+        headers={"Content-Encoding": "gzip", "Content-Type": content_type},
+    )
