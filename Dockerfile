@@ -1,5 +1,5 @@
-# One image for both roles: `python -m app api` and `python -m app worker` (set MONGODB_URL and
-# REDIS_URL), or `python -m app run` for the in-memory trial run.
+# One image for both roles, `api` (the default) and `worker`; both need MONGODB_URL and REDIS_URL.
+# The in-memory `run` needs the package's `local` extra, which this image leaves out.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \

@@ -25,6 +25,24 @@ def _require_services(settings: Settings, role: str) -> None:
         )
 
 
+def _check_services(settings: Settings) -> None:
+    """Exit with a clear message when MONGODB_URL or REDIS_URL is set but does not respond."""
+    from app.database import DatabaseUnreachable, check_database
+    from app.queue import QueueUnreachable, create_queue_pool
+
+    async def check() -> None:
+        if settings.mongodb_url is not None:
+            await check_database(settings.mongodb_url)
+        if settings.redis_url is not None:
+            pool = await create_queue_pool(settings)
+            await pool.aclose()
+
+    try:
+        asyncio.run(check())
+    except (DatabaseUnreachable, QueueUnreachable) as exc:
+        sys.exit(f"error: {exc}")
+
+
 def _serve(settings: Settings, embedded_worker: bool) -> None:
     import uvicorn
 
@@ -40,11 +58,13 @@ def command_run(settings: Settings) -> None:
         sys.exit(
             "error: set both MONGODB_URL and REDIS_URL (production) or neither (in-memory run)"
         )
+    _check_services(settings)
     _serve(settings, embedded_worker=True)
 
 
 def command_api(settings: Settings) -> None:
     _require_services(settings, "api")
+    _check_services(settings)
     _serve(settings, embedded_worker=False)
 
 
@@ -54,16 +74,7 @@ def command_worker(settings: Settings) -> None:
 
     from app.workers.settings import create_worker
 
-    async def check_redis() -> None:
-        from app.queue import QueueUnreachable, create_queue_pool
-
-        try:
-            pool = await create_queue_pool(settings)
-        except QueueUnreachable as exc:
-            sys.exit(f"error: {exc}")
-        await pool.aclose()
-
-    asyncio.run(check_redis())
+    _check_services(settings)
     try:
         create_worker(settings).run()
     except RedisError as exc:

@@ -33,13 +33,13 @@ async def create_queue_pool(settings: Settings) -> ArqRedis:
         )
     except (RedisError, OSError) as exc:
         raise QueueUnreachable(
-            f"Redis at REDIS_URL did not answer: {exc}. Start Redis, or unset MONGODB_URL "
+            f"Redis at REDIS_URL did not respond: {exc}. Start Redis, or unset MONGODB_URL "
             "and REDIS_URL for the in-memory run."
         ) from exc
 
 
 class _MemoryPipeline(Pipeline):  # type: ignore[type-arg]
-    """A pipeline that answers INFO itself: fakeredis lacks it, and arq's worker calls it at start.
+    """A pipeline that replies to INFO itself: fakeredis lacks it, and arq's worker calls it at start.
 
     INFO is sent as PING, to keep the positions of the replies, and its reply is swapped for a
     small dict afterwards.

@@ -94,7 +94,7 @@ def test_unreachable_mongodb_stops_start() -> None:
         timeout=60,
     )
     assert result.returncode != 0
-    assert "MongoDB at MONGODB_URL did not answer" in result.stderr
+    assert "MongoDB at MONGODB_URL did not respond" in result.stderr
 
 
 def test_apikey_create_needs_mongodb() -> None:
@@ -105,3 +105,12 @@ def test_apikey_create_needs_mongodb() -> None:
     )
     assert result.returncode != 0
     assert "MONGODB_URL is not set" in result.stderr
+
+
+def test_unreachable_services_stop_worker() -> None:
+    env = dict(os.environ, MONGODB_URL="mongodb://127.0.0.1:1/", REDIS_URL="redis://127.0.0.1:1/0")
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "did not respond" in result.stderr
