@@ -1,10 +1,12 @@
 """Service settings, read once from environment variables (and an optional `.env` file)."""
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_ALLOWED_FILE_TYPES = [
     ".bin", ".swi", ".out", ".tgz", ".gz", ".tar", ".iso", ".img", ".zip", ".pkg",
@@ -29,7 +31,10 @@ class Settings(BaseSettings):
     queue_name: str = Field(default="os-image:downloads", min_length=1)
 
     storage_dir: Path = Field(default=Path("data/images"), description="Directory for image files.")
-    allowed_file_types: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_FILE_TYPES))
+    # NoDecode: the value is split by the validator below, so "bin,swi" works as well as JSON.
+    allowed_file_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_FILE_TYPES)
+    )
 
     max_image_size_bytes: int = Field(default=16 * 1024**3, gt=0)
     download_connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -57,8 +62,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_file_types(cls, value: object) -> object:
         # Accept "bin,swi,.tgz" from the environment as well as a JSON list.
-        if isinstance(value, str) and not value.lstrip().startswith("["):
-            return [part for part in value.split(",") if part.strip()]
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(",") if part.strip()]
         return value
 
     @field_validator("allowed_file_types")

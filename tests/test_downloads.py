@@ -173,6 +173,8 @@ async def test_wrong_md5_fails_and_keeps_nothing(acme, source, run_worker, setti
     assert job["state"] == "failed"
     assert job["error_code"] == "md5_mismatch"
     assert PAYLOAD_MD5 in job["error_message"]
+    assert job["md5_hash"] == PAYLOAD_MD5
+    assert job["bytes_done"] == len(PAYLOAD)
     assert record["file_status"] == "failed"
     assert record["md5_hash"] == "0" * 32
     assert record["image_id"] is None

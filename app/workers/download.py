@@ -213,7 +213,13 @@ async def _handle_failure(job: DownloadJob, settings: Settings, exc: DownloadErr
         raise Retry(defer=delay_s)
 
     logger.warning("download failed %s code=%s: %s", log_ids, exc.code, exc.message)
-    if await finish_job(job, JobState.FAILED, exc.code, exc.message):
+    measured = {}
+    if exc.digests is not None:
+        measured = {
+            "bytes_done": exc.digests.size_bytes, "md5_hash": exc.digests.md5,
+            "sha256_hash": exc.digests.sha256,
+        }
+    if await finish_job(job, JobState.FAILED, exc.code, exc.message, **measured):
         await record_event(
             job.organization, "download_failed", ACTOR, image_record_id=job.image_record_id,
             img_id=job.img_id, job_id=job_id, message=f"{exc.code}: {exc.message}",

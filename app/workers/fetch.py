@@ -35,9 +35,11 @@ class DownloadError(Exception):
     """A failed attempt; `retryable` says whether another attempt may succeed."""
 
     def __init__(
-        self, code: str, message: str, *, retryable: bool = False, retry_after_s: float | None = None
+        self, code: str, message: str, *, retryable: bool = False, retry_after_s: float | None = None,
+        digests: FileDigests | None = None,
     ) -> None:
         super().__init__(message)
+        self.digests = digests  # what was measured of a complete file that failed a check
         self.code = code
         self.message = message
         self.retryable = retryable
@@ -229,13 +231,14 @@ def _check_digests(digests: FileDigests, request: FetchRequest) -> None:
         raise DownloadError(
             "truncated" if shorter else "size_mismatch",
             f"file has {digests.size_bytes} bytes but image_size says {expected_size}",
-            retryable=shorter,
+            retryable=shorter, digests=digests,
         )
     if request.expected_md5 is not None and digests.md5 != request.expected_md5:
         raise DownloadError(
             "md5_mismatch",
             f"MD5 of the downloaded file is {digests.md5}, expected {request.expected_md5}: "
             "the file was discarded; check md5_hash against the vendor's published value",
+            digests=digests,
         )
 
 
