@@ -91,26 +91,20 @@ def fail_then_serve(body: bytes, failures: int, status: int = 503) -> Route:
 
 def cut_after(body: bytes, sent_bytes: int) -> Route:
     """Declare the full length, send only the first `sent_bytes`, then drop the connection."""
-
-    def handler(request: SourceHandler, count: int) -> None:
-        request.send_response(200)
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        request.wfile.write(body[:sent_bytes])
-        request.wfile.flush()
-        request.close_connection = True
-
-    return Route(handler=handler)
+    return stall_after(body, sent_bytes, stall_s=0)
 
 
 def stall_after(body: bytes, sent_bytes: int, stall_s: float) -> Route:
+    """Declare the full length, send `sent_bytes`, wait `stall_s`, then drop the connection."""
+
     def handler(request: SourceHandler, count: int) -> None:
         request.send_response(200)
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
         request.wfile.write(body[:sent_bytes])
         request.wfile.flush()
-        time.sleep(stall_s)
+        if stall_s:
+            time.sleep(stall_s)
         request.close_connection = True
 
     return Route(handler=handler)

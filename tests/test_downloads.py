@@ -249,34 +249,36 @@ async def test_dropped_connection_is_truncated(acme, source, run_worker, setting
     assert stored_files(settings) == ([], [])
 
 
-async def test_stalled_source_times_out(acme, source, run_worker, settings) -> None:  # type: ignore[no-untyped-def]
-    slow = settings.model_copy(update={"download_read_timeout_s": 0.3, "download_max_attempts": 2})
-    source.routes["/image.bin"] = stall_after(PAYLOAD, 1000, stall_s=1.5)
+async def download_with(acme, source, run_worker, settings, route: Route, **changes) -> dict:  # type: ignore[no-untyped-def]
+    """Download /image.bin with a worker whose settings differ from the API's by `changes`."""
+    source.routes["/image.bin"] = route
     image_id = await create_image(acme, source.url("/image.bin"))
     await trigger(acme, id=image_id)
-    await run_worker(slow)
-    job = await job_of(acme, image_id)
+    await run_worker(settings.model_copy(update=changes))
+    return await job_of(acme, image_id)
+
+
+async def test_stalled_source_times_out(acme, source, run_worker, settings) -> None:  # type: ignore[no-untyped-def]
+    job = await download_with(
+        acme, source, run_worker, settings, stall_after(PAYLOAD, 1000, stall_s=1.5),
+        download_read_timeout_s=0.3, download_max_attempts=2,
+    )
     assert job["state"] == "failed"
     assert job["error_code"] == "timeout"
+    assert job["attempt"] == 2
 
 
 async def test_declared_length_over_limit(acme, source, run_worker, settings) -> None:  # type: ignore[no-untyped-def]
-    small = settings.model_copy(update={"max_image_size_bytes": 1000})
-    source.routes["/image.bin"] = Route(body=PAYLOAD)
-    image_id = await create_image(acme, source.url("/image.bin"))
-    await trigger(acme, id=image_id)
-    await run_worker(small)
-    job = await job_of(acme, image_id)
+    job = await download_with(
+        acme, source, run_worker, settings, Route(body=PAYLOAD), max_image_size_bytes=1000
+    )
     assert job["error_code"] == "too_large"
 
 
 async def test_file_type_checked_at_run_time(acme, source, run_worker, settings) -> None:  # type: ignore[no-untyped-def]
-    narrowed = settings.model_copy(update={"allowed_file_types": [".swi"]})
-    source.routes["/image.bin"] = Route(body=PAYLOAD)
-    image_id = await create_image(acme, source.url("/image.bin"))
-    await trigger(acme, id=image_id)
-    await run_worker(narrowed)
-    job = await job_of(acme, image_id)
+    job = await download_with(
+        acme, source, run_worker, settings, Route(body=PAYLOAD), allowed_file_types=[".swi"]
+    )
     assert job["error_code"] == "file_type_not_allowed"
     assert source.request_counts == {}
 
