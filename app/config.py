@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     download_retry_max_delay_s: float = Field(default=300.0, ge=0)
     download_chunk_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     progress_interval_s: float = Field(default=1.0, gt=0)
+    # A client that sends no body bytes for this long is cut off; the bytes it sent are kept.
+    upload_idle_timeout_s: float = Field(default=60.0, gt=0)
+    # How long an upload request holds the image before another request may take it over.
+    upload_lease_s: float = Field(default=120.0, gt=0)
     worker_max_jobs: int = Field(default=4, ge=1, le=256)
 
     api_key: str | None = Field(

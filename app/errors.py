@@ -8,11 +8,14 @@ class ServiceError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, field: str | None = None, location: str = "body") -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, location: str = "body", index: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.location = location
+        self.index = index  # position of the faulty record in a list body
 
 
 class NotFound(ServiceError):
@@ -50,12 +53,18 @@ async def _service_error_handler(request: Request, exc: Exception) -> JSONRespon
     body: dict[str, object]
     if isinstance(exc, InvalidInput):
         # The same shape as FastAPI's own validation errors, so clients parse one format for 422.
-        location = [exc.location] if exc.field is None else [exc.location, exc.field]
+        location: list[object] = [exc.location]
+        if exc.index is not None:
+            location.append(exc.index)
+        if exc.field is not None:
+            location.append(exc.field)
         body = {"detail": [{"type": exc.code, "loc": location, "msg": exc.message}]}
         return JSONResponse(body, status_code=exc.status_code)
     body = {"detail": exc.message, "code": exc.code}
     if exc.field is not None:
         body["field"] = exc.field
+    if exc.index is not None:
+        body["index"] = exc.index
     headers = {"WWW-Authenticate": "ApiKey"} if isinstance(exc, Unauthorized) else None
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 

@@ -15,6 +15,35 @@ from typing import BinaryIO
 
 
 @dataclass(frozen=True)
+class HashState:
+    """Digests of the first `size_bytes` of a file, to continue hashing where they stop."""
+
+    size_bytes: int
+    md5: "hashlib._Hash"
+    sha256: "hashlib._Hash"
+
+
+async def hash_file_prefix(path: Path, size_bytes: int, chunk_bytes: int = 1024 * 1024) -> HashState:
+    """Hash the first `size_bytes` of `path` in a thread."""
+
+    def run() -> HashState:
+        md5 = hashlib.md5(usedforsecurity=False)
+        sha256 = hashlib.sha256()
+        remaining = size_bytes
+        with open(path, "rb") as file:
+            while remaining > 0:
+                chunk = file.read(min(chunk_bytes, remaining))
+                if not chunk:
+                    raise OSError(f"{path} has fewer than {size_bytes} bytes")
+                md5.update(chunk)
+                sha256.update(chunk)
+                remaining -= len(chunk)
+        return HashState(size_bytes, md5, sha256)
+
+    return await asyncio.to_thread(run)
+
+
+@dataclass(frozen=True)
 class FileDigests:
     size_bytes: int
     md5: str
@@ -22,16 +51,37 @@ class FileDigests:
 
 
 class DigestingFileWriter:
-    def __init__(self, path: Path) -> None:
+    """Writes chunks to `path` and hashes them. With `resume`, appends to the bytes already there."""
+
+    def __init__(self, path: Path, resume: "HashState | None" = None) -> None:
         self.path = path
-        self.size_bytes = 0
+        self.size_bytes = 0 if resume is None else resume.size_bytes
+        self._resume = resume is not None
         self._file: BinaryIO | None = None
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self._sha256 = hashlib.sha256()
+        self._md5 = hashlib.md5(usedforsecurity=False) if resume is None else resume.md5.copy()
+        self._sha256 = hashlib.sha256() if resume is None else resume.sha256.copy()
         self._in_flight: asyncio.Future[list[None]] | None = None
 
     async def open(self) -> None:
-        self._file = await asyncio.to_thread(open, self.path, "wb")
+        self._file = await asyncio.to_thread(self._open)
+
+    def _open(self) -> BinaryIO:
+        if not self._resume:
+            return open(self.path, "wb")
+        file = open(self.path, "r+b")
+        # Anything past the resume point is from a write that was never acknowledged.
+        file.truncate(self.size_bytes)
+        file.seek(self.size_bytes)
+        return file
+
+    def hash_state(self) -> "HashState":
+        """Return a copy of the digests so far; call only between writes, e.g. after `close`."""
+        return HashState(self.size_bytes, self._md5.copy(), self._sha256.copy())
+
+    async def close(self) -> None:
+        """Flush, fsync and close, keeping the file for a later resume."""
+        await self._wait_in_flight()
+        await asyncio.to_thread(self._sync_and_close)
 
     async def write(self, chunk: bytes) -> None:
         await self._wait_in_flight()
@@ -69,6 +119,8 @@ class DigestingFileWriter:
 
     def _sync_and_close(self) -> None:
         assert self._file is not None
+        if self._file.closed:
+            return
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()

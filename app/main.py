@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
-from app.routers import API_PREFIX, catalog, images, jobs
+from app.routers import API_PREFIX, catalog, files, images, jobs
 from app.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (catalog.router, jobs.router, images.router):
+    for router in (catalog.router, jobs.router, files.router, images.router):
         app.include_router(router, prefix=API_PREFIX)
     app.add_middleware(TrailingSlashMiddleware)
     return app

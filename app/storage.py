@@ -1,7 +1,8 @@
 """Where image files live on disk, and the moves that make a file count as stored.
 
 Layout under the storage directory:
-- `partial/<job id>.part`: a file being written; never served, removed on failure.
+- `partial/<job id>.part`: a download being written; never served, removed on failure.
+- `partial/upload-<image record id>.part`: an unfinished upload, kept for a resume.
 - `objects/<image_id>`: a complete, verified file, named by the image record's `image_id`.
 Both sit on one file system, so moving a partial file into place is an atomic rename.
 """
@@ -26,6 +27,17 @@ class Storage:
 
     def partial_path(self, job_id: str) -> Path:
         return self.partial_dir / f"{job_id}.part"
+
+    def upload_path(self, image_record_id: str) -> Path:
+        """The unfinished upload of an image; one at a time per image."""
+        return self.partial_dir / f"upload-{image_record_id}.part"
+
+    async def size_of(self, path: Path) -> int:
+        """Return the file's size in bytes, or 0 when it does not exist."""
+        try:
+            return (await asyncio.to_thread(path.stat)).st_size
+        except FileNotFoundError:
+            return 0
 
     async def commit(self, partial: Path, blob_id: str) -> Path:
         """Move a finished, fsynced partial file to its object path and persist the rename."""

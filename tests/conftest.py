@@ -81,6 +81,30 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+async def live_server(app: Any) -> AsyncIterator[str]:
+    """Serve the app with uvicorn on a free 127.0.0.1 port in this event loop; yield its base URL."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The app fixture already ran the lifespan, so uvicorn must not run it again.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
 async def acme_key(app: Any) -> str:
     _, key = await create_api_key("acme", "tests")
     return key

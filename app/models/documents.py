@@ -75,6 +75,16 @@ class OsImage(Document):
     file_status: FileStatus = FileStatus.NONE
     md5_verified: bool = False  # the stored file matched an MD5 the client declared
 
+    # An unfinished upload: bytes kept in storage/partial/upload-<id>.part, and the total size the
+    # client declared in Content-Range (None for a plain PUT, whose end is the end of the body).
+    upload_offset: int = 0
+    upload_total: int | None = None
+    upload_started_time: datetime | None = None
+    # Held while one request writes the upload; a lease that expired belongs to a dead request.
+    upload_lease_until: datetime | None = None
+    served_count: int = 0  # GET requests of the file answered with content
+    served_bytes: int = 0
+
     # The job that is queued or running for this image, or None. Set and cleared only with a
     # compare-and-set update, which is what keeps two triggers from starting two jobs.
     active_job_id: str | None = None

@@ -1,12 +1,11 @@
 """Request and response bodies. Server-owned fields appear only in responses."""
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.models.documents import DownloadJob, FileStatus, JobState, OsImage
-from app.timeutil import UtcDateTime, format_rfc3339
+from app.timeutil import UtcDateTime
 from app.validation import check_file_name, check_source_url, normalise_md5
 
 Md5Hex = Annotated[str, AfterValidator(normalise_md5)]
@@ -74,8 +73,10 @@ class ImageWrite(ImagePatch):
     is_checked: bool = False
 
 
-def _id_text(value: Any) -> str | None:
-    return None if value is None else str(value)
+_INTERNAL_IMAGE_FIELDS = {
+    "id", "revision_id", "active_job_id", "deletion_key", "upload_offset", "upload_total",
+    "upload_started_time", "upload_lease_until",
+}
 
 
 class ImagePublic(BaseModel):
@@ -113,10 +114,12 @@ class ImagePublic(BaseModel):
     sha256_hash: str | None = Field(description="SHA-256 of the stored file.")
     file_status: FileStatus
     md5_verified: bool = Field(description="True when the stored file matched a declared MD5.")
+    served_count: int = Field(description="GET requests of the file answered with content.")
+    served_bytes: int = Field(description="Bytes of the file served, ranges included.")
 
     @classmethod
     def from_document(cls, image: OsImage) -> "ImagePublic":
-        data = image.model_dump(exclude={"id", "revision_id", "active_job_id", "deletion_key"})
+        data = image.model_dump(exclude=_INTERNAL_IMAGE_FIELDS)
         return cls(id=str(image.id), **data)
 
 
@@ -228,5 +231,57 @@ class AuditEntry(BaseModel):
     details: dict[str, Any]
 
 
-def rfc3339_or_none(value: datetime | None) -> str | None:
-    return None if value is None else format_rfc3339(value)
+class UploadStatusRequest(BaseModel):
+    """Names the image: `id` (record id) or `img_id`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = None
+    img_id: str | None = Field(default=None, max_length=25)
+    organization: str | None = Field(default=None, max_length=25)
+
+
+class UploadStatus(BaseModel):
+    """Upload state of one image."""
+
+    id: str
+    img_id: str
+    file_status: FileStatus
+    upload_in_progress: bool = Field(description="Bytes of an unfinished upload are kept.")
+    bytes_received: int = Field(description="Bytes kept of the unfinished upload, or the stored file's size.")
+    offset: int = Field(description="Where to resume: the START of the next Content-Range.")
+    total_bytes: int | None = Field(description="The declared total of the upload, or the stored size.")
+    complete: bool = Field(description="A verified file is stored and no upload is unfinished.")
+    md5_hash: str | None = Field(description="MD5 of the stored file.")
+    sha256_hash: str | None = Field(description="SHA-256 of the stored file.")
+    md5_verified: bool = Field(description="The stored file matched a declared md5_hash.")
+    started_time: UtcDateTime | None = Field(description="Start of the unfinished upload.")
+
+    @classmethod
+    def from_image(cls, image: OsImage, kept_bytes: int) -> "UploadStatus":
+        in_progress = kept_bytes > 0 or image.upload_started_time is not None
+        complete = image.file_status == FileStatus.AVAILABLE and not in_progress
+        stored_size = int(image.image_size) if complete and image.image_size else None
+        return cls(
+            id=str(image.id),
+            img_id=image.img_id,
+            file_status=image.file_status,
+            upload_in_progress=in_progress,
+            bytes_received=kept_bytes if in_progress else (stored_size or 0),
+            offset=kept_bytes,
+            total_bytes=image.upload_total if in_progress else stored_size,
+            complete=complete,
+            md5_hash=image.md5_hash if complete else None,
+            sha256_hash=image.sha256_hash if complete else None,
+            md5_verified=image.md5_verified if complete else False,
+            started_time=image.upload_started_time if in_progress else None,
+        )
+
+
+class ReceiveResult(BaseModel):
+    """Outcome of pushing image records: each record, and what happened to it."""
+
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    records: list[ImagePublic]

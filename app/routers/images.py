@@ -1,14 +1,23 @@
 """Image records: list, create, read, replace, patch, delete and multidelete."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from app.auth import CallerDep
 from app.dependencies import QueueDep, SettingsDep, StorageDep
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.models.documents import FileStatus
-from app.models.schemas import ImagePatch, ImagePublic, ImageWrite, MultiDeleteRequest, MultiDeleteResult
+from app.models.schemas import (
+    ImagePatch,
+    ImagePublic,
+    ImageWrite,
+    MultiDeleteRequest,
+    MultiDeleteResult,
+    ReceiveResult,
+)
 from app.services import images as image_service
 from app.services.jobs import delete_image
 
@@ -73,6 +82,55 @@ async def delete_images(
         await delete_image(caller, image, queue, storage)
         deleted.append(image_id)
     return MultiDeleteResult(deleted=deleted, not_found=not_found)
+
+
+_RECORDS = TypeAdapter(list[ImageWrite])
+_RECEIVE_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One image record, or a list of up to 500.",
+        "content": {"application/json": {"schema": {"oneOf": [
+            {"$ref": "#/components/schemas/ImageWrite"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/ImageWrite"}, "maxItems": 500},
+        ]}}},
+    }
+}
+
+
+def _parse_records(body: Any) -> list[ImageWrite]:
+    """Validate one record or a list; errors name the list index and the field, as in `loc`."""
+    is_list = isinstance(body, list)
+    try:
+        return _RECORDS.validate_python(body if is_list else [body])
+    except ValidationError as exc:
+        errors = []
+        for error in exc.errors(include_url=False):
+            location = error["loc"] if is_list else error["loc"][1:]
+            errors.append({**error, "loc": ("body", *location)})
+        raise RequestValidationError(errors) from None
+
+
+@router.post("/os-img-recve/", response_model=ReceiveResult, openapi_extra=_RECEIVE_OPENAPI)
+async def receive_images(
+    caller: CallerDep,
+    body: Annotated[Any, Body(include_in_schema=False)],
+    settings: SettingsDep,
+) -> ReceiveResult:
+    """Upsert image records pushed by another service, by organization and img_id.
+
+    A repeated push changes nothing. A bad record fails the whole request with a 422 whose `loc`
+    names its index and field, and nothing is written.
+    """
+    records = _parse_records(body)
+    if not records:
+        raise InvalidInput("the list is empty: send at least one image record")
+    if len(records) > 500:
+        raise InvalidInput(f"{len(records)} records in one request; send at most 500")
+    created, updated, unchanged, images = await image_service.receive_images(caller, records, settings)
+    return ReceiveResult(
+        created=created, updated=updated, unchanged=unchanged,
+        records=[ImagePublic.from_document(image) for image in images],
+    )
 
 
 @router.get("/{id}/", response_model=ImagePublic)

@@ -11,8 +11,8 @@ from pymongo.errors import DuplicateKeyError
 
 from app.auth import Caller, check_organization
 from app.config import Settings
-from app.errors import Conflict, InvalidInput, NotFound
-from app.models.documents import FileStatus, OsImage
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.models.documents import FileStatus, OsImage, UploadedType
 from app.models.schemas import CLIENT_FIELDS, ImagePatch, ImagePublic, ImageWrite
 from app.services.audit import record_event
 from app.timeutil import utc_now
@@ -201,3 +201,74 @@ async def distinct_values(caller: Caller, field: str) -> list[str]:
         field, {"organization": caller.organization, "is_deleted": False}
     )
     return sorted(value for value in values if isinstance(value, str) and value)
+
+
+async def receive_images(
+    caller: Caller, records: list[ImageWrite], settings: Settings
+) -> tuple[list[str], list[str], list[str], list[OsImage]]:
+    """Upsert records pushed by another service, by (organization, img_id).
+
+    Every record is checked before the first write, so a bad request writes nothing. A record
+    equal to the stored one is left alone, which makes a repeated push change nothing.
+    Returns the ids created, updated and unchanged, and the records in request order.
+    """
+    positions: dict[str, int] = {}
+    for index, record in enumerate(records):
+        if record.organization != caller.organization:
+            raise Forbidden(
+                f"record {index}: organization {record.organization!r} differs from the API key's "
+                f"organization {caller.organization!r}; nothing was written",
+                field="organization",
+            )
+        if record.img_id in positions:
+            raise InvalidInput(
+                f"img_id {record.img_id!r} appears at index {positions[record.img_id]} and {index}; "
+                "nothing was written", field="img_id", index=index,
+            )
+        positions[record.img_id] = index
+        try:
+            _check_file_type(settings, record.file_name)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{exc.message}; nothing was written", field="file_name", index=index) from None
+
+    stored = await OsImage.find(
+        {"organization": caller.organization, "img_id": {"$in": list(positions)}, "is_deleted": False}
+    ).to_list()
+    existing = {image.img_id: image for image in stored}
+    for img_id, image in existing.items():
+        try:
+            _check_md5_against_file(image, records[positions[img_id]].md5_hash)
+        except Conflict as exc:
+            raise Conflict(f"record {positions[img_id]}: {exc.message}", field="md5_hash") from None
+
+    created: list[str] = []
+    updated: list[str] = []
+    unchanged: list[str] = []
+    results: list[OsImage] = []
+    for record in records:
+        values = record.model_dump(include=set(CLIENT_FIELDS))
+        if values.get("uploaded_type") is None:
+            values["uploaded_type"] = UploadedType.RECEIVED
+        image = existing.get(record.img_id)
+        if image is None:
+            image = await create_image(caller, record.model_copy(update={"uploaded_type": values["uploaded_type"]}), settings)
+            created.append(str(image.id))
+        elif _client_fields_equal(image, values):
+            unchanged.append(str(image.id))
+        else:
+            image = await update_image(
+                caller, image, record.model_copy(update={"uploaded_type": values["uploaded_type"]}),
+                settings, replace=True,
+            )
+            updated.append(str(image.id))
+        results.append(image)
+    return created, updated, unchanged, results
+
+
+def _client_fields_equal(image: OsImage, values: dict[str, Any]) -> bool:
+    for name, value in values.items():
+        if name in ("image_size", "md5_hash") and image.file_status == FileStatus.AVAILABLE and value is None:
+            continue  # a stored file's size and MD5 stay when the pushed record leaves them out
+        if getattr(image, name) != value:
+            return False
+    return True
