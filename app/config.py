@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     upload_idle_timeout_s: float = Field(default=60.0, gt=0)
     # How long an upload request holds the image before another request may take it over.
     upload_lease_s: float = Field(default=120.0, gt=0)
+    # A running job renews its claim on the queue this often; a job whose worker died is run
+    # again by another worker within this many seconds (plus the queue's poll delay).
+    job_lease_s: float = Field(default=60.0, ge=5)
+    # How often queued jobs that never reached Redis (or that Redis lost) are put on the queue.
+    requeue_interval_s: float = Field(default=15.0, gt=0)
     worker_max_jobs: int = Field(default=4, ge=1, le=256)
 
     api_key: str | None = Field(

@@ -1,7 +1,14 @@
 """Service errors. Each carries an HTTP status and a stable code; one handler turns them into JSON."""
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -69,5 +76,32 @@ async def _service_error_handler(request: Request, exc: Exception) -> JSONRespon
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
+async def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("%s %s: MongoDB unreachable: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {
+            "detail": "the catalog database (MongoDB) is unreachable; nothing was changed by this "
+            "request if it did not complete: try again shortly",
+            "code": "database_unavailable",
+        },
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _queue_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("%s %s: Redis unreachable: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "the job queue (Redis) is unreachable: try again shortly", "code": "queue_unavailable"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error_handler)
+    # Connection-level failures only: a duplicate key or a bad query stays a bug (500).
+    for error in (ConnectionFailure, ServerSelectionTimeoutError, NetworkTimeout, ExecutionTimeout):
+        app.add_exception_handler(error, _database_error_handler)
+    app.add_exception_handler(RedisConnectionError, _queue_error_handler)
+    app.add_exception_handler(RedisTimeoutError, _queue_error_handler)

@@ -1,5 +1,6 @@
 """The FastAPI application: routes, error handlers and the objects opened at start."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -68,6 +69,9 @@ def create_app(
         app.state.storage = storage
         app.state.queue = pool
 
+        from app.services.jobs import run_requeue_loop
+
+        requeue_task = asyncio.create_task(run_requeue_loop(pool, settings), name="requeue-jobs")
         worker_runner = None
         if run_worker:
             from app.local import EmbeddedWorker
@@ -77,6 +81,7 @@ def create_app(
         try:
             yield
         finally:
+            requeue_task.cancel()
             if worker_runner is not None:
                 await worker_runner.stop()
             if queue is None:

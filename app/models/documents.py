@@ -146,6 +146,13 @@ class DownloadJob(Document):
     finished_time: datetime | None = None
     updated_time: datetime = Field(default_factory=utc_now)
     next_attempt_time: datetime | None = None
+    # False while the job waits to be put on the queue (Redis was unreachable when it was made).
+    enqueued: bool = True
+    # Validators of the source's entity, from the last response: a later attempt asks for the
+    # rest of the same entity with Range and If-Range.
+    source_etag: str | None = None
+    source_last_modified: str | None = None
+    source_size_bytes: int | None = None
 
     class Settings:
         name = "download_jobs"

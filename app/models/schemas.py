@@ -183,6 +183,9 @@ class JobStatus(BaseModel):
     finished_time: UtcDateTime | None
     updated_time: UtcDateTime
     next_attempt_time: UtcDateTime | None
+    enqueued: bool = Field(
+        description="False while the job waits for the queue (Redis) to be reachable again."
+    )
 
     @classmethod
     def from_document(cls, job: DownloadJob) -> "JobStatus":

@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.auth import CallerDep, check_organization
-from app.dependencies import QueueDep, SettingsDep
+from app.auth import Caller, CallerDep, check_organization
+from app.dependencies import QueueDep, SettingsDep, StorageDep
 from app.errors import InvalidInput
-from app.models.documents import JobState
+from app.models.documents import DownloadJob, JobState, OsImage
 from app.models.schemas import AuditEntry, JobStatus, TriggerRequest, TriggerResult
 from app.services import images as image_service
 from app.services import jobs as job_service
@@ -25,16 +25,39 @@ async def trigger_download(
     An image with a queued or running job gets that job back instead of a second one.
     """
     check_organization(caller, body.organization)
-    if body.ids:
-        images = [await image_service.get_image(caller, image_id) for image_id in dict.fromkeys(body.ids)]
-    elif body.id:
-        images = [await image_service.get_image(caller, body.id)]
-    elif body.img_id:
-        images = [await image_service.find_live_image_by_img_id(caller, body.img_id)]
-    else:
-        raise InvalidInput("name the image to download: give id, img_id or ids", field="id")
+    images = await _images_named(caller, body)
     jobs = [await job_service.trigger_download(image, caller.actor, settings, queue) for image in images]
     return TriggerResult(jobs=[JobStatus.from_document(job) for job in jobs])
+
+
+@router.post("/cancel-osdownload/", response_model=TriggerResult)
+async def cancel_download(
+    caller: CallerDep, body: TriggerRequest, queue: QueueDep, storage: StorageDep
+) -> TriggerResult:
+    """Cancel the queued or running downloads of the images named by `id`, `img_id` or `ids`.
+
+    A running download stops within about a second and its partial file is removed. The jobs
+    returned are the ones cancelled; an image without an active download contributes none.
+    """
+    check_organization(caller, body.organization)
+    images = await _images_named(caller, body)
+    cancelled = []
+    for image in images:
+        job = await job_service.cancel_active_job(image, caller.actor, queue, storage, "cancelled on request")
+        if job is not None:
+            refreshed = await DownloadJob.get(job.id)
+            cancelled.append(JobStatus.from_document(refreshed or job))
+    return TriggerResult(jobs=cancelled)
+
+
+async def _images_named(caller: Caller, body: TriggerRequest) -> list[OsImage]:
+    if body.ids:
+        return [await image_service.get_image(caller, image_id) for image_id in dict.fromkeys(body.ids)]
+    if body.id:
+        return [await image_service.get_image(caller, body.id)]
+    if body.img_id:
+        return [await image_service.find_live_image_by_img_id(caller, body.img_id)]
+    raise InvalidInput("name the image: give id, img_id or ids", field="id")
 
 
 def _split_ids(values: list[str] | None) -> list[str] | None:

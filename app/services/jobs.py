@@ -1,16 +1,19 @@
 """Download jobs: trigger (one job per image at a time), cancel, report status and audit."""
 
+import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from beanie import PydanticObjectId
+from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from app.auth import Caller
 from app.config import Settings
-from app.errors import InvalidInput, ServiceUnavailable
+from app.errors import InvalidInput
 from app.models.documents import (
     ACTIVE_JOB_STATES,
     AuditEvent,
@@ -22,7 +25,7 @@ from app.models.documents import (
 from app.queue import enqueue_download, request_abort
 from app.services.audit import record_event
 from app.storage import Storage
-from app.timeutil import utc_now
+from app.timeutil import to_utc, utc_now
 from app.validation import check_allowed_suffix, file_name_from_url, normalise_md5
 
 logger = logging.getLogger(__name__)
@@ -105,19 +108,20 @@ async def trigger_download(
             return winner
         raise InvalidInput("the image changed while the download was being queued: try again")
 
+    message = f"download queued from {job.source_url}"
     try:
         await enqueue_download(pool, settings, job_id)
     except (RedisError, OSError) as exc:
-        logger.error("enqueue failed for job %s of image %s: %s", job_id, image.id, exc)
-        await finish_job(job, JobState.FAILED, "queue_unavailable", f"the job queue is unreachable: {exc}")
-        raise ServiceUnavailable(
-            "the job queue (Redis) is unreachable, so the download was not queued: "
-            "try again when Redis is back"
-        ) from exc
+        # The job is stored, so nothing is lost: the requeue loop puts it on the queue once
+        # Redis is back.
+        logger.error("enqueue failed for job %s of image %s, will retry: %s", job_id, image.id, exc)
+        await DownloadJob.get_pymongo_collection().update_one({"_id": job.id}, {"$set": {"enqueued": False}})
+        job.enqueued = False
+        message = "download recorded; the job queue (Redis) is unreachable, so it is queued once Redis is back"
 
     await record_event(
         image.organization, "download_queued", actor, image_record_id=image.id,
-        img_id=image.img_id, job_id=job_id, message=f"download queued from {job.source_url}",
+        img_id=image.img_id, job_id=job_id, message=message, enqueued=job.enqueued,
     )
     return job
 
@@ -148,11 +152,15 @@ async def finish_job(
     return result.modified_count == 1
 
 
-async def cancel_active_job(image: OsImage, actor: str, pool: ArqRedis, reason: str) -> DownloadJob | None:
+async def cancel_active_job(
+    image: OsImage, actor: str, pool: ArqRedis, storage: Storage, reason: str
+) -> DownloadJob | None:
+    """Cancel the image's queued or running download; return it, or None when there was none."""
     job = await active_job(image)
     if job is None:
         return None
     if await finish_job(job, JobState.CANCELLED, "cancelled", reason):
+        await storage.remove(storage.partial_path(str(job.id)))
         try:
             await request_abort(pool, str(job.id))
         except (RedisError, OSError) as exc:
@@ -169,7 +177,7 @@ async def delete_image(
     caller: Caller, image: OsImage, pool: ArqRedis, storage: Storage
 ) -> None:
     """Soft-delete: keep the record for the audit trail, cancel its download, remove its file."""
-    await cancel_active_job(image, caller.actor, pool, "image deleted")
+    await cancel_active_job(image, caller.actor, pool, storage, "image deleted")
     now = utc_now()
     result = await OsImage.get_pymongo_collection().update_one(
         {"_id": image.id, "is_deleted": False},
@@ -244,3 +252,47 @@ async def list_audit_events(
         .to_list()
     )
     return events, total
+
+
+async def requeue_jobs(pool: ArqRedis, settings: Settings) -> int:
+    """Put on the queue the jobs that are not there: never enqueued, or lost by Redis.
+
+    A job counts as lost when neither its arq job key nor its in-progress key exists and it has
+    not changed for two leases. Putting a job on the queue twice is harmless, because arq keeps one
+    job per id and the job skips itself once it has ended. Returns how many jobs were enqueued.
+    """
+    lost_before = utc_now() - timedelta(seconds=2 * settings.job_lease_s)
+    count = 0
+    active = await DownloadJob.find({"state": {"$in": [state.value for state in ACTIVE_JOB_STATES]}}).to_list()
+    for job in active:
+        job_id = str(job.id)
+        if job.enqueued:
+            if to_utc(job.updated_time) > lost_before:
+                continue
+            if await pool.exists(job_key_prefix + job_id, in_progress_key_prefix + job_id):
+                continue
+            reason = "the queue had lost the job (was Redis restarted?)"
+        else:
+            reason = "Redis is reachable again"
+        await enqueue_download(pool, settings, job_id)
+        await DownloadJob.get_pymongo_collection().update_one(
+            {"_id": job.id}, {"$set": {"enqueued": True, "updated_time": utc_now()}}
+        )
+        await record_event(
+            job.organization, "download_enqueued", "requeue", image_record_id=job.image_record_id,
+            img_id=job.img_id, job_id=job_id, message=f"put on the queue: {reason}",
+        )
+        count += 1
+    return count
+
+
+async def run_requeue_loop(pool: ArqRedis, settings: Settings) -> None:
+    """Call `requeue_jobs` every REQUEUE_INTERVAL_S until cancelled, surviving outages."""
+    while True:
+        try:
+            enqueued = await requeue_jobs(pool, settings)
+            if enqueued:
+                logger.info("requeued %d download jobs", enqueued)
+        except (RedisError, OSError, PyMongoError) as exc:
+            logger.warning("requeue pass failed, trying again in %.0f s: %s", settings.requeue_interval_s, exc)
+        await asyncio.sleep(settings.requeue_interval_s)

@@ -1,5 +1,6 @@
 """The arq job that downloads one image: attempts, retries, progress, commit and audit."""
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -7,7 +8,10 @@ from typing import Any
 
 import httpx
 from arq import Retry
+from arq.constants import in_progress_key_prefix
 from beanie import PydanticObjectId
+from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 
 from app.config import Settings
 from app.models.documents import ACTIVE_JOB_STATES, DownloadJob, FileStatus, JobState, OsImage
@@ -21,6 +25,7 @@ from app.workers.fetch import (
     DownloadError,
     FetchRequest,
     ProgressReporter,
+    SourceValidators,
     fetch_to_file,
 )
 
@@ -90,6 +95,19 @@ def _progress_publisher(job: DownloadJob):  # type: ignore[no-untyped-def]
     return publish
 
 
+def _validators_saver(job: DownloadJob):  # type: ignore[no-untyped-def]
+    async def save(validators: SourceValidators) -> None:
+        await DownloadJob.get_pymongo_collection().update_one(
+            {"_id": job.id},
+            {"$set": {
+                "source_etag": validators.etag, "source_last_modified": validators.last_modified,
+                "source_size_bytes": validators.total_bytes,
+            }},
+        )
+
+    return save
+
+
 async def _commit(job: DownloadJob, storage: Storage, digests: Any, elapsed_s: float) -> bool:
     """Make the verified file the image's file; False if the image went away meanwhile."""
     blob_id = str(PydanticObjectId())
@@ -123,8 +141,40 @@ async def _commit(job: DownloadJob, storage: Storage, digests: Any, elapsed_s: f
     return True
 
 
+async def _renew_claim(ctx: dict[str, Any], lease_s: float) -> None:
+    """Keep arq's in-progress key alive while this worker runs the job.
+
+    arq keeps a job claimed for its whole timeout, which here is days. Shortening the claim to the
+    lease, and renewing it, lets another worker take over soon after this one dies.
+    """
+    key = in_progress_key_prefix + ctx["job_id"]
+    while True:
+        try:
+            await ctx["redis"].pexpire(key, int(lease_s * 1000))
+        except (RedisError, OSError) as exc:
+            logger.warning("cannot renew the claim on job %s: %s", ctx["job_id"], exc)
+        await asyncio.sleep(lease_s / 3)
+
+
 async def download_image(ctx: dict[str, Any], job_id: str) -> str:
-    """arq job: one attempt at downloading the file of DownloadJob `job_id`; returns its state."""
+    """arq job: one attempt at downloading the file of DownloadJob `job_id`; returns its state.
+
+    A database outage makes arq run the job again later; the partial file is kept meanwhile.
+    """
+    settings: Settings = ctx["settings"]
+    renewer = asyncio.create_task(_renew_claim(ctx, settings.job_lease_s)) if "redis" in ctx else None
+    try:
+        return await _run_attempt(ctx, job_id)
+    except PyMongoError as exc:
+        delay_s = retry_delay_s(settings, 1, None)
+        logger.error("job %s: database unreachable, trying again in %.1f s: %s", job_id, delay_s, exc)
+        raise Retry(defer=delay_s) from exc
+    finally:
+        if renewer is not None:
+            renewer.cancel()
+
+
+async def _run_attempt(ctx: dict[str, Any], job_id: str) -> str:
     settings: Settings = ctx["settings"]
     storage: Storage = ctx["storage"]
     client: httpx.AsyncClient = ctx["http_client"]
@@ -132,10 +182,12 @@ async def download_image(ctx: dict[str, Any], job_id: str) -> str:
     job = await DownloadJob.get(PydanticObjectId(job_id))
     if job is None or job.state not in ACTIVE_JOB_STATES:
         logger.info("job %s skipped: %s", job_id, "not found" if job is None else job.state)
+        await storage.remove(storage.partial_path(job_id))
         return "skipped" if job is None else job.state.value
     image = await OsImage.get(job.image_record_id)
     if image is None or image.is_deleted:
         await finish_job(job, JobState.CANCELLED, "cancelled", "image deleted before the download ran")
+        await storage.remove(storage.partial_path(job_id))
         return JobState.CANCELLED.value
 
     job.attempt += 1
@@ -150,9 +202,12 @@ async def download_image(ctx: dict[str, Any], job_id: str) -> str:
     )
 
     started = time.monotonic()
+    known = None
+    if job.source_etag or job.source_last_modified:
+        known = SourceValidators(job.source_etag, job.source_last_modified, job.source_size_bytes)
     try:
         _precheck(job, settings)
-        digests = await fetch_to_file(
+        result = await fetch_to_file(
             client,
             FetchRequest(
                 url=job.source_url,
@@ -164,13 +219,23 @@ async def download_image(ctx: dict[str, Any], job_id: str) -> str:
                 chunk_bytes=settings.download_chunk_bytes,
             ),
             ProgressReporter(settings.progress_interval_s, _progress_publisher(job)),
+            validators=known,
+            on_validators=_validators_saver(job),
         )
     except DownloadCancelled:
         logger.info("download cancelled %s", log_ids)
         return JobState.CANCELLED.value
     except DownloadError as exc:
-        return await _handle_failure(job, settings, exc, log_ids)
+        return await _handle_failure(job, settings, storage, exc, log_ids)
 
+    digests = result.digests
+    if result.resumed_from_bytes:
+        await record_event(
+            job.organization, "download_resumed", ACTOR, image_record_id=job.image_record_id,
+            img_id=job.img_id, job_id=job_id,
+            message=f"continued at byte {result.resumed_from_bytes} of the earlier attempt",
+            offset=result.resumed_from_bytes,
+        )
     elapsed_s = time.monotonic() - started
     if not await _commit(job, storage, digests, elapsed_s):
         logger.info("download discarded %s: image deleted or job cancelled meanwhile", log_ids)
@@ -190,7 +255,9 @@ async def download_image(ctx: dict[str, Any], job_id: str) -> str:
     return JobState.SUCCEEDED.value
 
 
-async def _handle_failure(job: DownloadJob, settings: Settings, exc: DownloadError, log_ids: str) -> str:
+async def _handle_failure(
+    job: DownloadJob, settings: Settings, storage: Storage, exc: DownloadError, log_ids: str
+) -> str:
     job_id = str(job.id)
     if exc.retryable and job.attempt < job.max_attempts:
         delay_s = retry_delay_s(settings, job.attempt, exc.retry_after_s)
@@ -213,6 +280,7 @@ async def _handle_failure(job: DownloadJob, settings: Settings, exc: DownloadErr
         raise Retry(defer=delay_s)
 
     logger.warning("download failed %s code=%s: %s", log_ids, exc.code, exc.message)
+    await storage.remove(storage.partial_path(job_id))
     measured = {}
     if exc.digests is not None:
         measured = {

@@ -7,7 +7,9 @@ the partial file; only a file that passed every check is handed back for the ato
 """
 
 import asyncio
+import errno
 import logging
+import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from app.hashing import DigestingFileWriter, FileDigests
+from app.hashing import DigestingFileWriter, FileDigests, hash_file_prefix
 from app.timeutil import utc_now
 from app.validation import file_suffix
 
@@ -76,7 +78,9 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
-def _check_response(response: httpx.Response, request: FetchRequest) -> "zlib._Decompress | None":
+def _check_response(
+    response: httpx.Response, request: FetchRequest, *, partial: bool = False
+) -> "zlib._Decompress | None":
     """Raise DownloadError for a response that cannot carry the file; return a decoder if needed."""
     status = response.status_code
     if status in RETRYABLE_STATUSES:
@@ -84,7 +88,7 @@ def _check_response(response: httpx.Response, request: FetchRequest) -> "zlib._D
             "http_status", f"source answered HTTP {status} for {response.url}",
             retryable=True, retry_after_s=_retry_after_seconds(response),
         )
-    if status != 200:
+    if status != (206 if partial else 200):
         raise DownloadError(
             "http_status",
             f"source answered HTTP {status} for {response.url}: check file_path and the source",
@@ -125,25 +129,133 @@ def _looks_like_html(first_bytes: bytes) -> bool:
     return first_bytes.lstrip()[:32].lower().startswith(_HTML_STARTS)
 
 
+@dataclass(frozen=True)
+class SourceValidators:
+    """What identifies the entity at the source, so a later attempt can ask for the rest of it."""
+
+    etag: str | None
+    last_modified: str | None
+    total_bytes: int | None
+
+    @property
+    def if_range(self) -> str | None:
+        """The If-Range value: a strong ETag, else Last-Modified (weak ETags are not allowed)."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    digests: FileDigests
+    resumed_from_bytes: int  # bytes kept from an earlier attempt; 0 when fetched from the start
+
+
+ValidatorsCallback = Callable[[SourceValidators], Awaitable[None]]
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+class _StartOver(Exception):
+    """The source did not honour the range request; fetch the whole file instead."""
+
+
+def _validators_of(response: httpx.Response) -> SourceValidators:
+    total = None
+    if response.status_code == 206:
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        if match and match.group(3) != "*":
+            total = int(match.group(3))
+    else:
+        length = response.headers.get("Content-Length", "")
+        total = int(length) if length.isdigit() else None
+    return SourceValidators(response.headers.get("ETag"), response.headers.get("Last-Modified"), total)
+
+
+def _check_resumed_range(response: httpx.Response, kept_bytes: int, known: SourceValidators) -> None:
+    """Raise _StartOver unless a 206 continues exactly at `kept_bytes` of the same entity."""
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    if match is None or int(match.group(1)) != kept_bytes:
+        raise _StartOver(f"the source answered the range with {response.headers.get('Content-Range')!r}")
+    total = None if match.group(3) == "*" else int(match.group(3))
+    if known.total_bytes is not None and total != known.total_bytes:
+        raise _StartOver(f"the source's size changed from {known.total_bytes} to {total}")
+    etag = response.headers.get("ETag")
+    if known.etag and etag and etag != known.etag:
+        raise _StartOver("the source's ETag changed")
+
+
 async def fetch_to_file(
     client: httpx.AsyncClient,
     request: FetchRequest,
     on_progress: ProgressCallback,
-) -> FileDigests:
-    """Download `request.url` into `request.partial_path` and return its verified size and digests."""
-    writer = DigestingFileWriter(request.partial_path)
+    *,
+    validators: SourceValidators | None = None,
+    on_validators: ValidatorsCallback | None = None,
+) -> FetchResult:
+    """Download `request.url` into `request.partial_path` and return its verified size and digests.
+
+    When the partial file holds bytes from an earlier attempt and `validators` say which entity
+    they belong to, only the rest is requested (`Range` with `If-Range`), and the kept bytes are
+    hashed again first. A source that ignores or mis-answers the range gets a fresh request for the
+    whole file. After a retryable failure the partial file is kept for the next attempt when the
+    source sent validators; otherwise, and after any other failure, it is removed.
+    """
+    kept_bytes = await asyncio.to_thread(_file_size, request.partial_path)
+    if kept_bytes and validators is not None and validators.if_range:
+        try:
+            return await _fetch_once(client, request, on_progress, on_validators, kept_bytes, validators)
+        except _StartOver as exc:
+            logger.info("resume of %s not possible, fetching the whole file: %s", request.url, exc)
+    return await _fetch_once(client, request, on_progress, on_validators, 0, None)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bottom
+    client: httpx.AsyncClient,
+    request: FetchRequest,
+    on_progress: ProgressCallback,
+    on_validators: ValidatorsCallback | None,
+    kept_bytes: int,
+    known: SourceValidators | None,
+) -> FetchResult:
+    headers = {"Accept-Encoding": "identity"}
+    if known is not None:
+        headers["Range"] = f"bytes={kept_bytes}-"
+        headers["If-Range"] = known.if_range or ""
+    writer: DigestingFileWriter | None = None
+    keep_partial = False
+    start = 0
     received_bytes = 0
     declared_bytes: int | None = None
     try:
-        await writer.open()
-        async with client.stream("GET", request.url, headers={"Accept-Encoding": "identity"}) as response:
-            decoder = _check_response(response, request)
+        async with client.stream("GET", request.url, headers=headers) as response:
+            if known is not None and response.status_code == 416:
+                raise _StartOver("the source answered the range with 416")
+            if known is not None and response.status_code == 206:
+                _check_resumed_range(response, kept_bytes, known)
+                start = kept_bytes
+            decoder = _check_response(response, request, partial=start > 0)
+            found = _validators_of(response)
+            if on_validators is not None:
+                await on_validators(found)
+            # Bytes that a decoder changed cannot be continued with a range of the encoded entity.
+            keep_partial = decoder is None and found.if_range is not None
+
+            resume_state = await hash_file_prefix(request.partial_path, start) if start else None
+            writer = DigestingFileWriter(request.partial_path, resume_state)
+            await writer.open()
+
             length_header = response.headers.get("Content-Length")
             declared_bytes = int(length_header) if length_header and length_header.isdigit() else None
-            total_for_progress = declared_bytes if decoder is None else None
-
+            total_for_progress = found.total_bytes if decoder is None else None
             buffer = bytearray()
-            sniffed = False
+            sniffed = start > 0
             async for data in response.aiter_raw():
                 received_bytes += len(data)
                 if not sniffed:
@@ -157,50 +269,82 @@ async def fetch_to_file(
                 if len(buffer) >= request.chunk_bytes:
                     await _write(writer, decoder, bytes(buffer), request)
                     buffer.clear()
-                    await on_progress(received_bytes, total_for_progress)
+                    await on_progress(start + received_bytes, total_for_progress)
             await _write(writer, decoder, bytes(buffer), request, final=True)
 
         if declared_bytes is not None and received_bytes < declared_bytes:
             raise DownloadError(
                 "truncated",
-                f"connection ended after {received_bytes} of {declared_bytes} bytes",
+                f"connection ended after {start + received_bytes} of {start + declared_bytes} bytes",
                 retryable=True,
             )
         digests = await writer.finish()
+    except _StartOver:
+        await _remove_partial(request, writer)
+        raise
     except httpx.TimeoutException as exc:
-        await writer.discard()
+        await _end_attempt(request, writer, keep_partial)
         raise DownloadError(
-            "timeout", f"source stalled after {received_bytes} bytes: {type(exc).__name__}",
+            "timeout", f"source stalled after {start + received_bytes} bytes: {type(exc).__name__}",
             retryable=True,
         ) from exc
     except httpx.TooManyRedirects as exc:
-        await writer.discard()
+        await _remove_partial(request, writer)
         raise DownloadError("too_many_redirects", f"too many redirects from {request.url}") from exc
     except httpx.UnsupportedProtocol as exc:
-        await writer.discard()
-        raise DownloadError(
-            "http_status", f"a redirect led to an unsupported URL: {exc}"
-        ) from exc
+        await _remove_partial(request, writer)
+        raise DownloadError("http_status", f"a redirect led to an unsupported URL: {exc}") from exc
     except (httpx.TransportError, httpx.DecodingError) as exc:
-        await writer.discard()
+        await _end_attempt(request, writer, keep_partial)
         code = "truncated" if received_bytes and declared_bytes else "connection_error"
         raise DownloadError(
-            code, f"connection failed after {received_bytes} bytes: {exc or type(exc).__name__}",
+            code,
+            f"connection failed after {start + received_bytes} bytes: {exc or type(exc).__name__}",
             retryable=True,
         ) from exc
+    except DownloadError as exc:
+        await _end_attempt(request, writer, keep_partial and exc.retryable)
+        raise
     except OSError as exc:
-        await writer.discard()
-        raise DownloadError("storage_error", f"cannot write {request.partial_path}: {exc}") from exc
+        await _remove_partial(request, writer)
+        code = "storage_full" if exc.errno == errno.ENOSPC else "storage_error"
+        raise DownloadError(code, f"cannot write {request.partial_path.name}: {exc.strerror or exc}") from exc
+    except DownloadCancelled:
+        await _remove_partial(request, writer)
+        raise
+    except Exception:
+        # A failure outside the transfer (the database, for one): the next attempt may resume.
+        await _end_attempt(request, writer, keep_partial)
+        raise
     except BaseException:
-        await writer.discard()
+        # Cancellation: the job was cancelled or the worker is stopping.
+        await _remove_partial(request, writer)
         raise
 
     try:
         _check_digests(digests, request)
     except DownloadError:
-        await writer.discard()
+        await _remove_partial(request, writer)
         raise
-    return digests
+    return FetchResult(digests, start)
+
+
+async def _end_attempt(request: FetchRequest, writer: DigestingFileWriter | None, keep: bool) -> None:
+    """Keep the partial file for the next attempt when it can be resumed; otherwise remove it."""
+    if keep and writer is not None:
+        try:
+            await writer.close()
+            return
+        except OSError as exc:
+            logger.warning("cannot keep partial file %s: %s", request.partial_path.name, exc)
+    await _remove_partial(request, writer)
+
+
+async def _remove_partial(request: FetchRequest, writer: DigestingFileWriter | None) -> None:
+    if writer is not None:
+        await writer.discard()
+    else:
+        await asyncio.to_thread(request.partial_path.unlink, True)
 
 
 async def _write(

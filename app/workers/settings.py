@@ -5,9 +5,11 @@ from typing import Any
 
 import httpx
 from arq.connections import RedisSettings
+from arq.cron import cron
 from arq.worker import Worker, func
 
 from app.config import Settings, get_settings
+from app.services.jobs import requeue_jobs
 from app.storage import Storage
 from app.workers.download import download_image
 
@@ -36,6 +38,11 @@ def create_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
+async def requeue_lost_jobs(ctx: dict[str, Any]) -> int:
+    """arq cron job: the requeue pass, for deployments where no API process runs one."""
+    return await requeue_jobs(ctx["redis"], ctx["settings"])
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.setdefault("settings", get_settings())
     storage = Storage(settings.storage_dir)
@@ -61,6 +68,7 @@ def create_worker(settings: Settings, *, redis_pool: Any = None, ctx: dict[str, 
     redis_settings = None if redis_pool is not None else RedisSettings.from_dsn(settings.redis_url or "")
     return Worker(
         functions=[func(download_image, name="download_image", max_tries=ARQ_MAX_TRIES, timeout=JOB_TIMEOUT_S)],
+        cron_jobs=[cron(requeue_lost_jobs, second=0, run_at_startup=False, unique=True)],
         queue_name=settings.queue_name,
         redis_settings=redis_settings,
         redis_pool=redis_pool,
