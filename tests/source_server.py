@@ -62,6 +62,7 @@ class SourceServer(ThreadingHTTPServer):
         self.routes: dict[str, Route] = {}
         self.request_counts: dict[str, int] = {}
         self.request_headers: list[tuple[str, dict[str, str]]] = []
+        self.bytes_sent = 0  # body bytes of the handlers that count them (see `ranged`)
         self.lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
@@ -124,3 +125,61 @@ def gzip_encoded(body: bytes, content_type: str = "application/octet-stream") ->
         body=gzip.compress(body),
         headers={"Content-Encoding": "gzip", "Content-Type": content_type},
     )
+
+
+def ranged(
+    body: bytes,
+    *,
+    etag: str | None = '"v1"',
+    last_modified: str | None = None,
+    cut_first_at: int | None = None,
+    range_status: str = "honour",
+) -> Route:
+    """Serve `body` with validators and single-range support, misbehaving on purpose if asked.
+
+    `cut_first_at` drops the first response's connection after that many bytes. `range_status`:
+    "honour" answers a range with 206; "ignore" sends the whole file with 200; "shifted" sends a
+    206 that starts one byte early; "unsatisfiable" answers 416.
+    """
+
+    def handler(request: SourceHandler, count: int) -> None:
+        range_header = request.headers.get("Range")
+        if_range = request.headers.get("If-Range")
+        validators = {}
+        if etag is not None:
+            validators["ETag"] = etag
+        if last_modified is not None:
+            validators["Last-Modified"] = last_modified
+        same_entity = if_range is None or if_range in (etag, last_modified)
+        if range_header and same_entity and range_status != "ignore":
+            if range_status == "unsatisfiable":
+                request.send_plain(416, b"", Content_Range=f"bytes */{len(body)}")
+                return
+            start = int(range_header.removeprefix("bytes=").split("-")[0])
+            if range_status == "shifted":
+                start = max(0, start - 1)
+            part = body[start:]
+            request.send_response(206)
+            request.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            request.send_header("Content-Length", str(len(part)))
+            for name, value in validators.items():
+                request.send_header(name, value)
+            request.end_headers()
+            request.wfile.write(part)
+            with request.server.lock:
+                request.server.bytes_sent += len(part)
+            return
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(body)))
+        for name, value in validators.items():
+            request.send_header(name, value)
+        request.end_headers()
+        sent = body if cut_first_at is None or count > 1 else body[:cut_first_at]
+        request.wfile.write(sent)
+        request.wfile.flush()
+        with request.server.lock:
+            request.server.bytes_sent += len(sent)
+        if len(sent) < len(body):
+            request.close_connection = True
+
+    return Route(handler=handler)
