@@ -1,14 +1,40 @@
 """Service errors. Each carries an HTTP status and a stable code; one handler turns them into JSON."""
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """Body of every error response except 422."""
+
+    detail: str
+    code: str
+    field: str | None = None
+    index: int | None = None
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# Documented on every route, so clients and schema checks know the error shapes.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body could not be parsed (for example invalid JSON)."},
+    401: _error("Missing, unknown or revoked API key."),
+    403: _error("The body names another organization than the API key's."),
+    404: _error("No such record in the API key's organization."),
+    409: _error("The request conflicts with the record's state, e.g. a used img_id."),
+    503: _error("MongoDB or Redis is unreachable; try again shortly."),
+}
 
 
 class ServiceError(Exception):

@@ -2,15 +2,18 @@
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings, get_settings
-from app.errors import install_error_handlers
+from app.errors import ERROR_RESPONSES, install_error_handlers
 from app.routers import API_PREFIX, catalog, files, images, jobs
 from app.storage import Storage
 
@@ -32,6 +35,35 @@ class TrailingSlashMiddleware:
             if path.startswith(API_PREFIX) and not path.endswith("/"):
                 scope = dict(scope, path=path + "/", raw_path=(path + "/").encode())
         await self.app(scope, receive, send)
+
+
+def _install_method_not_allowed_handler(app: FastAPI) -> None:
+    """Answer 405 with an Allow header that lists every method of the path.
+
+    Starlette lists only the methods of the first route whose path matches, but GET, HEAD and PUT
+    of one path are separate routes here.
+    """
+    patterns: list[tuple[re.Pattern[str], str]] = []
+
+    def allowed_methods(path: str) -> str | None:
+        if not patterns:
+            for template, operations in app.openapi()["paths"].items():
+                regex = re.sub(r"\\{[^/]+\\}", "[^/]+", re.escape(template))
+                patterns.append((re.compile(f"^{regex}$"), ", ".join(sorted(m.upper() for m in operations))))
+        for pattern, methods in patterns:
+            if pattern.match(path):
+                return methods
+        return None
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            methods = allowed_methods(request.url.path)
+            if methods is not None:
+                exc.headers = {**(exc.headers or {}), "Allow": methods}
+        return await http_exception_handler(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, handler)
 
 
 def create_app(
@@ -97,7 +129,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    _install_method_not_allowed_handler(app)
     for router in (catalog.router, jobs.router, files.router, images.router):
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.add_middleware(TrailingSlashMiddleware)
     return app

@@ -35,8 +35,8 @@ def check_file_name(value: str) -> str:
         raise ValueError("file_name contains a control character (NUL, newline, ...)")
     if "/" in value or "\\" in value:
         raise ValueError("file_name must be a base name without '/' or '\\'")
-    if value in (".", "..") or ".." in value.split("."):
-        raise ValueError("file_name must not be '.' or '..' or contain '..'")
+    if value == "." or ".." in value:
+        raise ValueError("file_name must not be '.' or contain '..'")
     return value
 
 

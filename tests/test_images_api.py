@@ -77,6 +77,7 @@ async def test_naive_time_is_utc(acme: httpx.AsyncClient) -> None:
         ("file_name", "..\\image.bin", "base name"),
         ("file_name", "image\x00.bin", "control character"),
         ("file_name", "..", "'..'"),
+        ("file_name", "a..b.bin", "'..'"),
         ("file_path", "ftp://example.net/image.bin", "http://"),
         ("file_path", "not a url", "spaces"),
         ("file_path", "http:///image.bin", "no host"),

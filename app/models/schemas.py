@@ -2,15 +2,32 @@
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from enum import StrEnum
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
 
 from app.models.documents import DownloadJob, FileStatus, JobState, OsImage
 from app.timeutil import UtcDateTime
 from app.validation import check_file_name, check_source_url, normalise_md5
 
 Md5Hex = Annotated[str, AfterValidator(normalise_md5)]
-FileName = Annotated[str, AfterValidator(check_file_name)]
-SourceUrl = Annotated[str, AfterValidator(check_source_url)]
+# Schema patterns tell clients the shape; the validators enforce it with messages that name the
+# rule, which a failed pattern would not.
+FILE_NAME_PATTERN = r"^(\.?[^./\\\x00-\x1f])+\.?$"
+FileName = Annotated[
+    str,
+    AfterValidator(check_file_name),
+    WithJsonSchema({"type": "string", "pattern": FILE_NAME_PATTERN, "maxLength": 255}),
+]
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+SOURCE_URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(:{_PORT})?([/?#][^\s]*)?$"
+SourceUrl = Annotated[
+    str,
+    AfterValidator(check_source_url),
+    WithJsonSchema({"type": "string", "pattern": SOURCE_URL_PATTERN, "maxLength": 2048}),
+]
+OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
 ShortText = Annotated[str, StringConstraints(max_length=255)]
 ImageName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=25)]
 OrganizationName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=25)]
@@ -29,8 +46,9 @@ class ImagePatch(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    img_id: ImageName | None = None
-    organization: OrganizationName | None = None
+    # Leaving these out keeps them; null is not a value they can take.
+    img_id: ImageName | SkipJsonSchema[None] = None
+    organization: OrganizationName | SkipJsonSchema[None] = None
     vendor: ShortText | None = None
     description: Annotated[str, StringConstraints(max_length=4000)] | None = None
     ostype: ShortText | None = None
@@ -61,7 +79,7 @@ class ImagePatch(BaseModel):
     uploaded_type: Annotated[int, Field(ge=1, le=3)] | None = Field(
         default=None, description="1 upload, 2 download from URL, 3 received from another service."
     )
-    is_checked: bool | None = None
+    is_checked: bool | SkipJsonSchema[None] = None
 
 
 class ImageWrite(ImagePatch):
@@ -149,14 +167,23 @@ class AllowedFileTypes(BaseModel):
     allowed_file_types: list[str]
 
 
+_NAMES_AN_IMAGE = {
+    "anyOf": [
+        {"required": ["id"], "properties": {"id": {"type": "string"}}},
+        {"required": ["img_id"], "properties": {"img_id": {"type": "string"}}},
+        {"required": ["ids"], "properties": {"ids": {"type": "array"}}},
+    ]
+}
+
+
 class TriggerRequest(BaseModel):
-    """Names the images to download: `id`, `img_id` or a list `ids` of record ids."""
+    """Names the images: `id`, `img_id` or a list `ids` of record ids."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_NAMES_AN_IMAGE)
 
-    id: str | None = None
-    img_id: str | None = Field(default=None, max_length=25)
-    ids: list[str] | None = Field(default=None, min_length=1, max_length=500)
+    id: Annotated[str, StringConstraints(min_length=1)] | SkipJsonSchema[None] = None
+    img_id: Annotated[str, StringConstraints(min_length=1, max_length=25)] | SkipJsonSchema[None] = None
+    ids: Annotated[list[str], Field(min_length=1, max_length=500)] | SkipJsonSchema[None] = None
     organization: str | None = Field(default=None, max_length=25)
 
 
@@ -237,10 +264,12 @@ class AuditEntry(BaseModel):
 class UploadStatusRequest(BaseModel):
     """Names the image: `id` (record id) or `img_id`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"anyOf": _NAMES_AN_IMAGE["anyOf"][:2]}
+    )
 
-    id: str | None = None
-    img_id: str | None = Field(default=None, max_length=25)
+    id: Annotated[str, StringConstraints(min_length=1)] | SkipJsonSchema[None] = None
+    img_id: Annotated[str, StringConstraints(min_length=1, max_length=25)] | SkipJsonSchema[None] = None
     organization: str | None = Field(default=None, max_length=25)
 
 
@@ -288,3 +317,7 @@ class ReceiveResult(BaseModel):
     updated: list[str]
     unchanged: list[str]
     records: list[ImagePublic]
+
+
+SortField = StrEnum("SortField", {name: name for name in sorted(ImagePublic.model_fields)})
+"""Image fields a list can be sorted by."""

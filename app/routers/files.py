@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 from app.auth import CallerDep, check_organization
 from app.config import Settings
 from app.dependencies import SettingsDep, StorageDep
-from app.errors import InvalidInput, NotFound
+from app.errors import ErrorBody, InvalidInput, NotFound
 from app.models.documents import FileStatus
 from app.models.schemas import UploadStatus, UploadStatusRequest
 from app.multipart_stream import MultipartFileStream
@@ -92,7 +92,17 @@ def _declared_length(value: str | None) -> int | None:
     return int(value)
 
 
-@router.put("/{id}/file/", response_model=UploadStatus, openapi_extra=_UPLOAD_OPENAPI)
+@router.put(
+    "/{id}/file/",
+    response_model=UploadStatus,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=_UPLOAD_OPENAPI,
+    responses={
+        200: {"model": UploadStatus, "description": "A Content-Range piece was kept; continue at `offset`."},
+        408: {"model": ErrorBody, "description": "The client sent nothing for UPLOAD_IDLE_TIMEOUT_S."},
+        413: {"model": ErrorBody, "description": "The file is larger than MAX_IMAGE_SIZE_BYTES."},
+    },
+)
 async def upload_file(
     caller: CallerDep,
     id: str,
@@ -153,9 +163,9 @@ async def read_upload_status(
 ) -> UploadStatus:
     """Upload state of the image named by `id` or `img_id`: bytes kept, offset, digests."""
     check_organization(caller, body.organization)
-    if body.id:
+    if body.id is not None:
         image = await image_service.get_image(caller, body.id)
-    elif body.img_id:
+    elif body.img_id is not None:
         image = await image_service.find_live_image_by_img_id(caller, body.img_id)
     else:
         raise InvalidInput("name the image: give id or img_id", field="id")

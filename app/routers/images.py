@@ -17,6 +17,7 @@ from app.models.schemas import (
     MultiDeleteRequest,
     MultiDeleteResult,
     ReceiveResult,
+    SortField,
 )
 from app.services import images as image_service
 from app.services.jobs import delete_image
@@ -32,7 +33,7 @@ async def read_images(
     response: Response,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
     items_per_page: Annotated[int, Query(ge=1, le=500, description="Items per page.")] = 25,
-    sort: Annotated[str | None, Query(description="Image field to sort by; default id.")] = None,
+    sort: Annotated[SortField | None, Query(description="Image field to sort by; default id.")] = None,
     reverse: Annotated[bool, Query(description="Sort in descending order.")] = False,
     vendor: FilterText = None,
     ostype: FilterText = None,
@@ -54,7 +55,8 @@ async def read_images(
     }
     query = image_service.build_list_query(caller, filters, search)
     images, total = await image_service.list_images(
-        query, page=page, items_per_page=items_per_page, sort=sort, reverse=reverse
+        query, page=page, items_per_page=items_per_page, sort=None if sort is None else sort.value,
+        reverse=reverse,
     )
     response.headers["X-Total-Count"] = str(total)
     return [ImagePublic.from_document(image) for image in images]

@@ -8,7 +8,7 @@ from app.auth import Caller, CallerDep, check_organization
 from app.dependencies import QueueDep, SettingsDep, StorageDep
 from app.errors import InvalidInput
 from app.models.documents import DownloadJob, JobState, OsImage
-from app.models.schemas import AuditEntry, JobStatus, TriggerRequest, TriggerResult
+from app.models.schemas import OBJECT_ID_PATTERN, AuditEntry, JobStatus, TriggerRequest, TriggerResult
 from app.services import images as image_service
 from app.services import jobs as job_service
 from app.timeutil import UtcDateTime
@@ -51,11 +51,11 @@ async def cancel_download(
 
 
 async def _images_named(caller: Caller, body: TriggerRequest) -> list[OsImage]:
-    if body.ids:
+    if body.ids is not None:
         return [await image_service.get_image(caller, image_id) for image_id in dict.fromkeys(body.ids)]
-    if body.id:
+    if body.id is not None:
         return [await image_service.get_image(caller, body.id)]
-    if body.img_id:
+    if body.img_id is not None:
         return [await image_service.find_live_image_by_img_id(caller, body.img_id)]
     raise InvalidInput("name the image: give id, img_id or ids", field="id")
 
@@ -91,9 +91,9 @@ async def read_download_status(
 async def read_audit_trail(
     caller: CallerDep,
     response: Response,
-    image_id: Annotated[str | None, Query(description="Image record id.")] = None,
-    job_id: Annotated[str | None, Query(max_length=64)] = None,
-    action: Annotated[str | None, Query(max_length=64, description="e.g. download_failed")] = None,
+    image_id: Annotated[str | None, Query(pattern=OBJECT_ID_PATTERN, description="Image record id.")] = None,
+    job_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    action: Annotated[str | None, Query(min_length=1, max_length=64, description="e.g. download_failed")] = None,
     since: Annotated[UtcDateTime | None, Query(description="From this time on (inclusive).")] = None,
     until: Annotated[UtcDateTime | None, Query(description="Before this time (exclusive).")] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
