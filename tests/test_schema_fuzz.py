@@ -6,6 +6,7 @@ and every response must match the schema: its status, content type, headers and 
 
 import asyncio
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -59,6 +60,7 @@ def base_url() -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+    shutil.rmtree(FUZZ_SETTINGS.storage_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
