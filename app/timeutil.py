@@ -24,18 +24,22 @@ def format_rfc3339(value: datetime) -> str:
 
 
 def _parse_utc(value: object) -> object:
-    if isinstance(value, datetime):
-        return to_utc(value)
     if isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
         try:
-            return to_utc(datetime.fromisoformat(text))
+            value = datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(
                 "invalid date-time: use RFC 3339, e.g. 2026-01-31T16:02:56.596Z"
             ) from None
+    if isinstance(value, datetime):
+        try:
+            return to_utc(value)
+        except OverflowError:
+            # Year 1 with a positive offset, or year 9999 with a negative one, has no UTC time.
+            raise ValueError(f"date-time {value.isoformat()} is out of range in UTC") from None
     return value
 
 

@@ -82,6 +82,7 @@ async def test_naive_time_is_utc(acme: httpx.AsyncClient) -> None:
         ("file_path", "not a url", "spaces"),
         ("file_path", "http:///image.bin", "no host"),
         ("creation_time", "yesterday", "RFC 3339"),
+        ("creation_time", "0001-01-01T05:41:23.0+11:45", "out of range"),
         ("uploaded_type", 7, "less than or equal to 3"),
         ("image_size", "12 MB", "pattern"),
     ],
