@@ -76,9 +76,14 @@ class InvalidInput(ServiceError):
     code = "invalid"
 
 
-class ServiceUnavailable(ServiceError):
-    status_code = 503
-    code = "unavailable"
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "too_large"
+
+
+class UploadTimeout(ServiceError):
+    status_code = 408
+    code = "upload_timeout"
 
 
 async def _service_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 from app.auth import CallerDep, check_organization
 from app.config import Settings
 from app.dependencies import SettingsDep, StorageDep
-from app.errors import ErrorBody, InvalidInput, NotFound
+from app.errors import ErrorBody, InvalidInput, NotFound, UploadTimeout
 from app.models.documents import FileStatus
 from app.models.schemas import UploadStatus, UploadStatusRequest
 from app.multipart_stream import MultipartFileStream
@@ -58,7 +58,7 @@ async def _request_body(request: Request, settings: Settings) -> AsyncIterator[b
         except ClientDisconnect:
             raise uploads.ClientGone() from None
         except TimeoutError:
-            raise uploads.UploadTimeout(
+            raise UploadTimeout(
                 f"no body bytes arrived for {settings.upload_idle_timeout_s:g} s "
                 "(UPLOAD_IDLE_TIMEOUT_S): the bytes received so far are kept; resume with "
                 "Content-Range from the offset POST /file-upload-status/ returns"

@@ -20,7 +20,7 @@ from beanie import PydanticObjectId
 
 from app.auth import Caller
 from app.config import Settings
-from app.errors import Conflict, InvalidInput, ServiceError
+from app.errors import Conflict, InvalidInput, PayloadTooLarge, UploadTimeout
 from app.hashing import DigestingFileWriter, FileDigests, HashState, hash_file_prefix
 from app.models.documents import FileStatus, OsImage, UploadedType
 from app.services.audit import record_event
@@ -36,16 +36,6 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d{1,20})-(\d{1,20})/(\d{1,20})$")
 # Another process (or a restart) re-hashes them from disk instead, which gives the same result.
 _HASH_STATES: "OrderedDict[str, HashState]" = OrderedDict()
 _MAX_HASH_STATES = 64
-
-
-class PayloadTooLarge(ServiceError):
-    status_code = 413
-    code = "too_large"
-
-
-class UploadTimeout(ServiceError):
-    status_code = 408
-    code = "upload_timeout"
 
 
 class ClientGone(Exception):
