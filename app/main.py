@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
-from app.routers import API_PREFIX, catalog, images, jobs
+from app.routers import API_PREFIX, catalog, images, jobs, schedules
 from app.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (catalog.router, jobs.router, images.router):
+    # images.router goes last: its `/{id}/` routes would match every other one-segment path.
+    for router in (catalog.router, jobs.router, schedules.router, images.router):
         app.include_router(router, prefix=API_PREFIX)
     app.add_middleware(TrailingSlashMiddleware)
     return app
