@@ -439,3 +439,26 @@ async def test_worker_registers_dispatcher(settings: Settings) -> None:
     assert dispatcher.minute is None
     assert worker.timezone == UTC
     await worker.close()
+
+
+async def test_worker_runs_dispatch_job(acme, caller, settings, run_worker) -> None:  # type: ignore[no-untyped-def]
+    # A once schedule for the current minute is due at once; the worker runs the dispatcher as
+    # arq runs the cron job (by name, with the worker's context) and then the queued download.
+    image_id = await create_image(acme)
+    now = datetime.now(UTC)
+    schedule = await save(
+        caller, now, image_ids=[image_id], frequency="once", start_time=now.replace(tzinfo=None),
+    )
+    pool = await create_pool(RedisSettings.from_dsn(REDIS_URL), default_queue_name=settings.queue_name)
+    try:
+        await pool.enqueue_job("dispatch_schedules", _queue_name=settings.queue_name)
+    finally:
+        await pool.aclose()
+    await run_worker()
+
+    (run,) = (await stored(schedule)).recent_runs
+    assert run.outcome == "queued"
+    job = await DownloadJob.get(PydanticObjectId(run.jobs[0].job_id))
+    assert job is not None
+    assert job.triggered_by == f"schedule:{schedule.id}"
+    assert job.state == "failed"  # nothing listens on 127.0.0.1:9, but the worker ran the job
