@@ -1,13 +1,12 @@
 """The schedule dispatcher, driven by an injected clock against the real Redis queue.
 
 Schedules are saved through the service with the same injected clock, because the API reads
-the wall clock; everything else goes through the API or the arq cron function itself.
+the wall clock. Everything else goes through the API or the arq cron function itself.
 """
 
 import asyncio
 import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -442,8 +441,8 @@ async def test_worker_registers_dispatcher(settings: Settings) -> None:
 
 
 async def test_worker_runs_dispatch_job(acme, caller, settings, run_worker) -> None:  # type: ignore[no-untyped-def]
-    # A once schedule for the current minute is due at once; the worker runs the dispatcher as
-    # arq runs the cron job (by name, with the worker's context) and then the queued download.
+    # A once schedule for the current minute is due at once. The worker runs the dispatch job
+    # the way arq runs the cron job, by name and with the worker's context, then the download.
     image_id = await create_image(acme)
     now = datetime.now(UTC)
     schedule = await save(
@@ -462,3 +461,20 @@ async def test_worker_runs_dispatch_job(acme, caller, settings, run_worker) -> N
     assert job is not None
     assert job.triggered_by == f"schedule:{schedule.id}"
     assert job.state == "failed"  # nothing listens on 127.0.0.1:9, but the worker ran the job
+
+
+async def test_save_racing_claim_keeps_claim(acme, caller, ctx, triggers) -> None:  # type: ignore[no-untyped-def]
+    image_id = await create_image(acme)
+    schedule = await save(caller, utc(2026, 6, 1, 0, 0), image_ids=[image_id], start_time="2026-06-01T02:00")
+    read_by_save = await stored(schedule)  # the save reads the schedule ...
+    assert await dispatch_schedules(ctx, now=utc(2026, 6, 1, 2, 0)) == 1  # ... a dispatcher claims ...
+    await schedule_service.set_schedule_enabled(caller, await stored(schedule), False, now=utc(2026, 6, 1, 2, 0))
+
+    # ... and the save writes: its compare-and-set fails once and it retries on a fresh read.
+    changed = await schedule_service._update_schedule(caller, read_by_save, {"name": "renamed"}, utc(2026, 6, 1, 2, 0))
+
+    assert changed.name == "renamed"
+    assert changed.enabled is False  # the concurrent disable is kept
+    assert changed.next_run_time is None
+    assert changed.last_slot_time == utc(2026, 6, 1, 2, 0)
+    assert len(triggers) == 1

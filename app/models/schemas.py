@@ -305,10 +305,6 @@ Weekday = Annotated[str, StringConstraints(max_length=16), AfterValidator(parse_
 CronExpression = Annotated[str, StringConstraints(max_length=200), AfterValidator(check_cron_expression)]
 ScheduleName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
-SCHEDULE_RULE_FIELDS = (
-    "frequency", "start_time", "end_time", "time_zone", "weekdays", "day_of_month", "cron_expression",
-)
-
 
 class ScheduleSave(BaseModel):
     """Body of save-osimage-schedule-info: a new schedule without `id`, a change of one with it.

@@ -16,7 +16,7 @@ from pymongo import ASCENDING, DESCENDING
 from app.auth import Caller, check_organization
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models.documents import DownloadJob, DownloadSchedule, JobState, OsImage
-from app.models.schemas import SCHEDULE_RULE_FIELDS, ImageChoice, ScheduleSave
+from app.models.schemas import ImageChoice, ScheduleSave
 from app.scheduling import (
     WEEKDAYS,
     ScheduleFrequency,
@@ -272,19 +272,24 @@ async def _update_schedule(
         values[name] = value
 
     rule = _build_rule(values)
-    image_ids = list(schedule.image_ids)
+    checked_image_ids = None
     if "image_ids" in given:
-        image_ids = await _check_images(caller, values["image_ids"])
-    if values["enabled"] and not image_ids:
-        raise InvalidInput(
-            "the schedule names no image any more (its images were deleted): give image_ids",
-            field="image_ids",
-        )
-    fields = _document_fields(values, rule, image_ids)
+        checked_image_ids = await _check_images(caller, values["image_ids"])
     rule_changed = rule != rule_of(schedule)
-    enabling = values["enabled"] and not schedule.enabled
 
     for _ in range(SAVE_ATTEMPTS):
+        # Fields the request leaves out are read again on each attempt, because a toggle or an
+        # image deletion may have changed them in the meantime.
+        if "enabled" not in given:
+            values["enabled"] = schedule.enabled
+        enabling = values["enabled"] and not schedule.enabled
+        image_ids = checked_image_ids if checked_image_ids is not None else list(schedule.image_ids)
+        if values["enabled"] and not image_ids:
+            raise InvalidInput(
+                "the schedule names no image any more (its images were deleted): give image_ids",
+                field="image_ids",
+            )
+        fields = _document_fields(values, rule, image_ids)
         if not values["enabled"]:
             next_run = None
         elif rule_changed or enabling:
