@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings, get_settings
 from app.errors import ERROR_RESPONSES, install_error_handlers
-from app.routers import API_PREFIX, catalog, files, images, jobs
+from app.routers import API_PREFIX, catalog, files, images, jobs, schedules
 from app.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,8 @@ def create_app(
     )
     install_error_handlers(app)
     _install_method_not_allowed_handler(app)
-    for router in (catalog.router, jobs.router, files.router, images.router):
+    # images.router goes last: its `/{id}/` routes would match every other one-segment path.
+    for router in (catalog.router, jobs.router, schedules.router, files.router, images.router):
         app.include_router(router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.add_middleware(TrailingSlashMiddleware)
     return app

@@ -2,13 +2,18 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from beanie import Document, PydanticObjectId
-from pydantic import Field
+from pydantic import AfterValidator, BaseModel, Field
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from app.timeutil import utc_now
+from app.scheduling import ScheduleFrequency
+from app.timeutil import to_utc, utc_now
+
+# A stored time, always UTC-aware when loaded: mongomock hands back naive datetimes, while
+# PyMongo with tz_aware=True hands back aware ones, and the dispatcher compares them with `now`.
+StoredTime = Annotated[datetime, AfterValidator(to_utc)]
 
 
 class FileStatus(StrEnum):
@@ -172,6 +177,7 @@ class AuditEvent(Document):
     image_record_id: PydanticObjectId | None = None
     img_id: str | None = None
     job_id: str | None = None
+    schedule_id: str | None = None
     message: str = ""
     details: dict[str, Any] = Field(default_factory=dict)
 
@@ -181,7 +187,77 @@ class AuditEvent(Document):
             IndexModel([("organization", ASCENDING), ("time", DESCENDING), ("_id", DESCENDING)]),
             IndexModel([("organization", ASCENDING), ("image_record_id", ASCENDING)]),
             IndexModel([("organization", ASCENDING), ("job_id", ASCENDING)]),
+            IndexModel([("organization", ASCENDING), ("schedule_id", ASCENDING)]),
         ]
 
 
-DOCUMENT_MODELS = [OsImage, ApiKey, DownloadJob, AuditEvent]
+class ScheduleRunOutcome(StrEnum):
+    QUEUED = "queued"  # every image has a download queued or running
+    PARTIAL = "partial"  # some images could not be queued
+    FAILED = "failed"  # no image could be queued
+    EXPIRED = "expired"  # due slots skipped because the schedule's end_time had passed
+
+
+class ScheduleRunJob(BaseModel):
+    """The download one run asked for one image."""
+
+    image_record_id: PydanticObjectId
+    img_id: str | None = None
+    job_id: str | None = None  # None when the download could not be queued
+    reused: bool = False  # the image's queued or running job was reused
+    error: str | None = None
+
+
+class ScheduleRun(BaseModel):
+    """One dispatch of a schedule."""
+
+    slot_time: StoredTime | None  # the slot that ran; None for an expired schedule
+    dispatch_time: StoredTime
+    outcome: ScheduleRunOutcome
+    jobs: list[ScheduleRunJob] = Field(default_factory=list)
+    skipped_slot_count: int = 0  # earlier due slots folded into this run (or not run at all)
+
+
+class DownloadSchedule(Document):
+    """A rule that queues downloads of some of an organization's images at wall-clock times."""
+
+    organization: str
+    name: str
+    description: str | None = None
+    image_ids: list[PydanticObjectId]
+    frequency: ScheduleFrequency
+    time_zone: str  # IANA name
+    # Wall-clock times in time_zone, ISO 8601 without offset ("2026-03-29T02:30:00"). They are the
+    # rule; start_time and end_time are their UTC instants, kept for display and queries.
+    start_local_time: str
+    end_local_time: str | None = None
+    start_time: StoredTime
+    end_time: StoredTime | None = None
+    weekdays: list[str] | None = None  # "mon" ... "sun"; weekly only
+    day_of_month: int | None = None  # 1-31; monthly only
+    cron_expression: str | None = None  # cron only
+    enabled: bool = True
+    created_by: str | None = None  # id of the API key that created the schedule
+    creation_time: StoredTime = Field(default_factory=utc_now)
+    modified_time: StoredTime = Field(default_factory=utc_now)
+    is_deleted: bool = False
+
+    # Server-owned. next_run_time is the slot the dispatcher waits for: None when disabled,
+    # deleted, or when no slot is left. last_slot_time is the latest slot that was claimed.
+    next_run_time: StoredTime | None = None
+    last_slot_time: StoredTime | None = None
+    recent_runs: list[ScheduleRun] = Field(default_factory=list)  # oldest first, capped
+    # Incremented by every change of the fields above or of the rule. Claims and saves are
+    # compare-and-set updates on it, so a slot is claimed once however many dispatchers run.
+    revision: int = 0
+
+    class Settings:
+        name = "download_schedules"
+        indexes = [
+            IndexModel([("enabled", ASCENDING), ("is_deleted", ASCENDING), ("next_run_time", ASCENDING)]),
+            IndexModel([("organization", ASCENDING), ("is_deleted", ASCENDING), ("_id", ASCENDING)]),
+            IndexModel([("organization", ASCENDING), ("image_ids", ASCENDING)]),
+        ]
+
+
+DOCUMENT_MODELS = [OsImage, ApiKey, DownloadJob, AuditEvent, DownloadSchedule]

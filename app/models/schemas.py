@@ -1,13 +1,39 @@
 """Request and response bodies. Server-owned fields appear only in responses."""
 
+import re
+from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
-from enum import StrEnum
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 from pydantic.json_schema import SkipJsonSchema
 
-from app.models.documents import DownloadJob, FileStatus, JobState, OsImage
+from app.models.documents import (
+    DownloadJob,
+    DownloadSchedule,
+    FileStatus,
+    JobState,
+    OsImage,
+    ScheduleRun,
+    ScheduleRunOutcome,
+)
+from app.scheduling import (
+    MAX_YEAR,
+    MIN_YEAR,
+    ScheduleFrequency,
+    check_cron_expression,
+    format_local_time,
+    parse_time_zone,
+    parse_weekday,
+)
 from app.timeutil import UtcDateTime
 from app.validation import check_file_name, check_source_url, normalise_md5
 
@@ -33,6 +59,8 @@ ImageName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 OrganizationName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=25)]
 DecimalSize = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{1,20}$")]
 NonNegativeMegabytes = Annotated[int, Field(ge=0, le=2**53)]
+_OBJECT_ID = re.compile(OBJECT_ID_PATTERN)
+MAX_SCHEDULE_IMAGES = 100
 
 CLIENT_FIELDS = (
     "img_id", "organization", "vendor", "description", "ostype", "series", "model", "os_version",
@@ -257,6 +285,7 @@ class AuditEntry(BaseModel):
     image_record_id: str | None
     img_id: str | None
     job_id: str | None
+    schedule_id: str | None
     message: str
     details: dict[str, Any]
 
@@ -321,3 +350,263 @@ class ReceiveResult(BaseModel):
 
 SortField = StrEnum("SortField", {name: name for name in sorted(ImagePublic.model_fields)})
 """Image fields a list can be sorted by."""
+
+
+def _parse_schedule_time(value: object) -> object:
+    """Parse an ISO 8601 date-time, keeping a naive one naive (it is a wall time in time_zone)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                "invalid date-time: use ISO 8601, e.g. 2026-03-29T02:30 for a wall-clock time in "
+                "time_zone or 2026-03-29T00:30:00Z for an instant"
+            ) from None
+    return value
+
+
+def _check_schedule_year(value: datetime) -> datetime:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
+    return value
+
+
+def _check_time_zone(value: str) -> str:
+    parse_time_zone(value)
+    return value
+
+
+def _check_object_id(value: str) -> str:
+    if not _OBJECT_ID.match(value):
+        raise ValueError(f"{value!r} is not an image record id (24 hexadecimal characters)")
+    return value.lower()
+
+
+SCHEDULE_TIME_RULE = (
+    "A time without offset is a wall-clock time in the schedule's time_zone, so "
+    "2026-03-29T02:30 means 02:30 there whatever the date's UTC offset. A time with Z or an "
+    "offset is that instant, converted to the wall-clock time it shows in time_zone. Seconds "
+    "are dropped: schedules run on whole minutes."
+)
+ScheduleTime = Annotated[
+    datetime,
+    BeforeValidator(_parse_schedule_time),
+    AfterValidator(_check_schedule_year),
+    WithJsonSchema({"type": "string", "format": "date-time", "example": "2026-03-29T02:30:00"}),
+]
+TimeZoneName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_check_time_zone)]
+ObjectIdText = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_check_object_id)]
+Weekday = Annotated[str, StringConstraints(max_length=16), AfterValidator(parse_weekday)]
+CronExpression = Annotated[str, StringConstraints(max_length=200), AfterValidator(check_cron_expression)]
+ScheduleName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class ScheduleSave(BaseModel):
+    """Body of save-osimage-schedule-info: a new schedule without `id`, a change of one with it.
+
+    A new schedule needs name, image_ids, frequency and start_time. A change keeps the stored
+    value of every field it leaves out. Unknown and server-owned fields are ignored.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = Field(default=None, description="Id of the schedule to change; omit to create one.")
+    organization: OrganizationName | None = Field(
+        default=None, description="Optional; must be the API key's organization."
+    )
+    name: ScheduleName | None = None
+    description: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    image_ids: Annotated[list[ObjectIdText], Field(min_length=1, max_length=MAX_SCHEDULE_IMAGES)] | None = Field(
+        default=None, description="Record ids (the `id` field) of live images of the organization."
+    )
+    frequency: ScheduleFrequency | None = Field(
+        default=None,
+        description=(
+            "once: at start_time. hourly: every hour at start_time's minute. daily: every day at "
+            "start_time's time of day. weekly: on `weekdays` at that time. monthly: on "
+            "`day_of_month` at that time (the last day in months without that day). cron: at "
+            "the times `cron_expression` matches. All in time_zone's wall-clock time."
+        ),
+    )
+    start_time: ScheduleTime | None = Field(
+        default=None, description="The first slot (once: the only one). " + SCHEDULE_TIME_RULE
+    )
+    end_time: ScheduleTime | None = Field(
+        default=None, description="Optional; no slot after it runs. " + SCHEDULE_TIME_RULE
+    )
+    time_zone: TimeZoneName | None = Field(
+        default=None, description="IANA time zone, e.g. Europe/Berlin; default UTC."
+    )
+    weekdays: Annotated[list[Weekday], Field(min_length=1, max_length=7)] | None = Field(
+        default=None, description="weekly only: mon, tue, ... sun; default the weekday of start_time."
+    )
+    day_of_month: Annotated[int, Field(ge=1, le=31)] | None = Field(
+        default=None, description="monthly only: 1-31; default the day of start_time."
+    )
+    cron_expression: CronExpression | None = Field(
+        default=None,
+        description="cron only: five fields, minute hour day-of-month month day-of-week, e.g. '30 2 * * 0'.",
+    )
+    enabled: bool | None = Field(default=None, description="Default true on create.")
+
+
+class ScheduleStatus(StrEnum):
+    SCHEDULED = "scheduled"  # enabled, with a next run
+    DISABLED = "disabled"
+    FINISHED = "finished"  # enabled, but no slot is left (a once schedule that ran, or past end_time)
+    DELETED = "deleted"
+
+
+class ScheduleRunJobPublic(BaseModel):
+    image_record_id: str
+    img_id: str | None
+    job_id: str | None
+    reused: bool = Field(description="True when a download already queued or running was reused.")
+    state: JobState | None = Field(description="The job's current state; null when none was queued.")
+    error: str | None = Field(description="Why no download was queued for this image.")
+
+
+class ScheduleRunPublic(BaseModel):
+    slot_time: UtcDateTime | None = Field(description="The slot that ran; null for an expired schedule.")
+    dispatch_time: UtcDateTime
+    outcome: ScheduleRunOutcome
+    job_ids: list[str]
+    jobs: list[ScheduleRunJobPublic]
+    skipped_slot_count: int = Field(
+        description=(
+            "Due slots that did not run on their own: after downtime, the earlier slots this run "
+            "covers; for an expired schedule, every slot that came due."
+        )
+    )
+
+    @classmethod
+    def from_run(cls, run: ScheduleRun, job_states: dict[str, JobState]) -> "ScheduleRunPublic":
+        jobs = [
+            ScheduleRunJobPublic(
+                image_record_id=str(job.image_record_id), img_id=job.img_id, job_id=job.job_id,
+                reused=job.reused, state=job_states.get(job.job_id or ""), error=job.error,
+            )
+            for job in run.jobs
+        ]
+        return cls(
+            slot_time=run.slot_time, dispatch_time=run.dispatch_time, outcome=run.outcome,
+            job_ids=[job.job_id for job in run.jobs if job.job_id], jobs=jobs,
+            skipped_slot_count=run.skipped_slot_count,
+        )
+
+
+class SchedulePublic(BaseModel):
+    """A download schedule as the API returns it."""
+
+    id: str
+    organization: str
+    name: str
+    description: str | None
+    image_ids: list[str]
+    frequency: ScheduleFrequency
+    time_zone: str
+    start_time: UtcDateTime = Field(description="The UTC instant of start_local_time.")
+    start_local_time: str = Field(description="Wall-clock start in time_zone, without offset.")
+    end_time: UtcDateTime | None
+    end_local_time: str | None
+    weekdays: list[str] | None
+    day_of_month: int | None
+    cron_expression: str | None
+    enabled: bool
+    status: ScheduleStatus
+    next_run_time: UtcDateTime | None = Field(description="The next slot, in UTC; null when none.")
+    next_run_local_time: str | None = Field(
+        description="The next slot as it reads in time_zone, with its offset."
+    )
+    last_run_time: UtcDateTime | None = Field(description="The latest slot that was dispatched.")
+    last_runs: list[ScheduleRunPublic] = Field(description="The latest runs, newest first.")
+    created_by: str | None
+    creation_time: UtcDateTime
+    modified_time: UtcDateTime
+    is_deleted: bool
+
+    @classmethod
+    def from_document(
+        cls, schedule: DownloadSchedule, job_states: dict[str, JobState]
+    ) -> "SchedulePublic":
+        if schedule.is_deleted:
+            status = ScheduleStatus.DELETED
+        elif not schedule.enabled:
+            status = ScheduleStatus.DISABLED
+        elif schedule.next_run_time is None:
+            status = ScheduleStatus.FINISHED
+        else:
+            status = ScheduleStatus.SCHEDULED
+        next_local = None
+        if schedule.next_run_time is not None:
+            next_local = format_local_time(schedule.next_run_time, parse_time_zone(schedule.time_zone))
+        data = schedule.model_dump(
+            exclude={"id", "revision_id", "image_ids", "recent_runs", "last_slot_time", "revision"}
+        )
+        return cls(
+            id=str(schedule.id), image_ids=[str(image_id) for image_id in schedule.image_ids],
+            status=status, next_run_local_time=next_local, last_run_time=schedule.last_slot_time,
+            last_runs=[ScheduleRunPublic.from_run(run, job_states) for run in reversed(schedule.recent_runs)],
+            **data,
+        )
+
+
+class FrequencyOption(BaseModel):
+    value: ScheduleFrequency
+    description: str
+    fields: list[str] = Field(description="Fields this frequency uses besides start_time and end_time.")
+
+
+class WeekdayOption(BaseModel):
+    value: str
+    name: str
+
+
+class CronHelp(BaseModel):
+    format: str
+    fields: list[str]
+    aliases: list[str]
+    examples: dict[str, str]
+    notes: str
+
+
+class ScheduleDefaults(BaseModel):
+    frequency: ScheduleFrequency
+    time_zone: str
+    enabled: bool
+
+
+class ScheduleOptions(BaseModel):
+    """Choices and defaults for schedule forms."""
+
+    frequencies: list[FrequencyOption]
+    time_zones: list[str]
+    weekdays: list[WeekdayOption]
+    cron: CronHelp
+    defaults: ScheduleDefaults
+    time_input: str = Field(description="How start_time and end_time are read.")
+    max_image_ids: int
+    max_recent_runs: int
+    dispatch_interval_s: int
+
+
+class ScheduleSearchField(BaseModel):
+    name: str = Field(description="The query parameter of os-schedule-details.")
+    type: str
+    values: list[Any] = Field(description="Values in use among the organization's schedules.")
+
+
+class ImageChoice(BaseModel):
+    id: str
+    img_id: str
+
+
+class ScheduleSearchOptions(BaseModel):
+    """The fields os-schedule-details filters by, with the values in use."""
+
+    fields: list[ScheduleSearchField]
+    images: list[ImageChoice] = Field(description="Images named by schedules, for the image_id filter.")
+    sort_fields: list[str]

@@ -93,6 +93,7 @@ async def read_audit_trail(
     response: Response,
     image_id: Annotated[str | None, Query(pattern=OBJECT_ID_PATTERN, description="Image record id.")] = None,
     job_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    schedule_id: Annotated[str | None, Query(min_length=1, max_length=64, description="Schedule id.")] = None,
     action: Annotated[str | None, Query(min_length=1, max_length=64, description="e.g. download_failed")] = None,
     since: Annotated[UtcDateTime | None, Query(description="From this time on (inclusive).")] = None,
     until: Annotated[UtcDateTime | None, Query(description="Before this time (exclusive).")] = None,
@@ -107,14 +108,15 @@ async def read_audit_trail(
             raise InvalidInput(f"image_id {image_id!r} is not a 24-hex id", field="image_id")
     events, total = await job_service.list_audit_events(
         caller, image_record_id=record_id, job_id=job_id, action=action, since=since,
-        until=until, page=page, items_per_page=items_per_page,
+        until=until, page=page, items_per_page=items_per_page, schedule_id=schedule_id,
     )
     response.headers["X-Total-Count"] = str(total)
     return [
         AuditEntry(
             id=str(event.id), time=event.time, action=event.action, actor=event.actor,
             image_record_id=None if event.image_record_id is None else str(event.image_record_id),
-            img_id=event.img_id, job_id=event.job_id, message=event.message, details=event.details,
+            img_id=event.img_id, job_id=event.job_id, schedule_id=event.schedule_id,
+            message=event.message, details=event.details,
         )
         for event in events
     ]

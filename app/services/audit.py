@@ -18,6 +18,7 @@ async def record_event(
     image_record_id: PydanticObjectId | None = None,
     img_id: str | None = None,
     job_id: str | None = None,
+    schedule_id: str | None = None,
     message: str = "",
     **details: Any,
 ) -> AuditEvent:
@@ -28,12 +29,13 @@ async def record_event(
         image_record_id=image_record_id,
         img_id=img_id,
         job_id=job_id,
+        schedule_id=schedule_id,
         message=message,
         details=details,
     )
     await event.insert()
     logger.info(
-        "audit %s organization=%s image=%s job=%s %s", action, organization, image_record_id,
-        job_id, message,
+        "audit %s organization=%s image=%s job=%s schedule=%s %s", action, organization,
+        image_record_id, job_id, schedule_id, message,
     )
     return event

@@ -24,6 +24,7 @@ from app.models.documents import (
 )
 from app.queue import enqueue_download, request_abort
 from app.services.audit import record_event
+from app.services.schedules import remove_image_from_schedules
 from app.storage import Storage
 from app.timeutil import to_utc, utc_now
 from app.validation import check_allowed_suffix, file_name_from_url, normalise_md5
@@ -176,7 +177,10 @@ async def cancel_active_job(
 async def delete_image(
     caller: Caller, image: OsImage, pool: ArqRedis, storage: Storage
 ) -> None:
-    """Soft-delete: keep the record for the audit trail, cancel its download, remove its file."""
+    """Soft-delete: keep the record for the audit trail, cancel its download, remove its file.
+
+    Schedules that named the image lose it; one left without images is disabled.
+    """
     await cancel_active_job(image, caller.actor, pool, storage, "image deleted")
     now = utc_now()
     result = await OsImage.get_pymongo_collection().update_one(
@@ -194,6 +198,7 @@ async def delete_image(
         caller.organization, "image_deleted", caller.actor, image_record_id=image.id,
         img_id=image.img_id, message="image deleted; its stored file was removed",
     )
+    await remove_image_from_schedules(image, caller.actor)
 
 
 async def latest_jobs(
@@ -227,13 +232,15 @@ async def latest_jobs(
 async def list_audit_events(
     caller: Caller, *, image_record_id: PydanticObjectId | None, job_id: str | None,
     action: str | None, since: datetime | None, until: datetime | None, page: int,
-    items_per_page: int,
+    items_per_page: int, schedule_id: str | None = None,
 ) -> tuple[list[AuditEvent], int]:
     query: dict[str, Any] = {"organization": caller.organization}
     if image_record_id is not None:
         query["image_record_id"] = image_record_id
     if job_id is not None:
         query["job_id"] = job_id
+    if schedule_id is not None:
+        query["schedule_id"] = schedule_id
     if action is not None:
         query["action"] = action
     time_range: dict[str, datetime] = {}

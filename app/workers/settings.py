@@ -1,6 +1,7 @@
 """arq worker settings and the shared clients it opens at start and closes at shutdown."""
 
 import logging
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from app.config import Settings, get_settings
 from app.services.jobs import requeue_jobs
 from app.storage import Storage
 from app.workers.download import download_image
+from app.workers.schedules import dispatch_schedules
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +23,9 @@ ARQ_MAX_TRIES = 1000
 # No limit on the whole transfer: an 8 GB image over a slow link takes hours. Stalls are caught by
 # the per-read timeout instead. arq needs a number, so this is a week.
 JOB_TIMEOUT_S = 7 * 24 * 3600
+# One dispatch queues a few downloads per due schedule, so a run that takes longer than this is
+# stuck. The next minute's dispatch picks up whatever it left due.
+DISPATCH_TIMEOUT_S = 300
 
 
 def create_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -66,9 +71,22 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 def create_worker(settings: Settings, *, redis_pool: Any = None, ctx: dict[str, Any] | None = None, **overrides: Any) -> Worker:
     """Build a worker for `settings`; the local run and the tests hand in their own pool and ctx."""
     redis_settings = None if redis_pool is not None else RedisSettings.from_dsn(settings.redis_url or "")
+    # The dispatcher runs at second 0 of every minute. Every worker enqueues it, but arq gives
+    # the minute's job one id, so one worker runs it. Even a second run would fire nothing,
+    # because each slot is claimed by a compare-and-set. A failed minute is not retried
+    # (max_tries=1) because the next minute catches up.
+    # NOTE: the dispatch job shares the worker's WORKER_MAX_JOBS slots with downloads. While
+    # every slot holds a long download, dispatch waits for a free slot, and the slots that pass
+    # meanwhile then run once, as after downtime.
+    dispatcher = cron(
+        dispatch_schedules, name="dispatch_schedules", second=0, unique=True, max_tries=1,
+        timeout=DISPATCH_TIMEOUT_S,
+    )
     return Worker(
         functions=[func(download_image, name="download_image", max_tries=ARQ_MAX_TRIES, timeout=JOB_TIMEOUT_S)],
-        cron_jobs=[cron(requeue_lost_jobs, second=0, run_at_startup=False, unique=True)],
+        cron_jobs=[cron(requeue_lost_jobs, second=0, run_at_startup=False, unique=True), dispatcher],
+        # arq reads cron times in this zone; UTC keeps the host's TZ setting out of it.
+        timezone=UTC,
         queue_name=settings.queue_name,
         redis_settings=redis_settings,
         redis_pool=redis_pool,
