@@ -428,21 +428,32 @@ async def test_recent_runs_are_capped(acme, caller, ctx) -> None:  # type: ignor
     assert runs[-1].slot_time == utc(2026, 6, 1, schedule_service.MAX_RECENT_RUNS + 2, 0)
 
 
-async def test_worker_registers_dispatcher(settings: Settings) -> None:
-    from app.workers.settings import create_worker
+async def test_minute_task_dispatches(acme, caller, ctx, triggers, settings) -> None:  # type: ignore[no-untyped-def]
+    from app.workers.periodic import run_minute_tasks, seconds_until_next_minute
 
-    worker = create_worker(settings)
-    by_coroutine = {job.coroutine: job for job in worker.cron_jobs}
-    dispatcher = by_coroutine[dispatch_schedules]
-    assert dispatcher.second == 0
-    assert dispatcher.minute is None
-    assert worker.timezone == UTC
-    await worker.close()
+    assert seconds_until_next_minute(utc(2026, 6, 1, 2, 0)) == 60.0
+    assert seconds_until_next_minute(utc(2026, 6, 1, 2, 0).replace(second=45)) == 15.0
+
+    image_id = await create_image(acme)
+    now = datetime.now(UTC)
+    await save(caller, now, image_ids=[image_id], frequency="once", start_time=now.replace(tzinfo=None))
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        # The first wait passes at once; the second ends the loop.
+        waits.append(seconds)
+        if len(waits) == 2:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await run_minute_tasks(ctx, sleep=sleep)
+    assert len(triggers) == 1
+    assert 0 < waits[0] <= 60
 
 
 async def test_worker_runs_dispatch_job(acme, caller, settings, run_worker) -> None:  # type: ignore[no-untyped-def]
     # A once schedule for the current minute is due at once. The worker runs the dispatch job
-    # the way arq runs the cron job, by name and with the worker's context, then the download.
+    # when it is enqueued by name, with the worker's context, then the download.
     image_id = await create_image(acme)
     now = datetime.now(UTC)
     schedule = await save(

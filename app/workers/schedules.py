@@ -1,4 +1,4 @@
-"""The arq cron job that runs the schedule dispatcher."""
+"""The schedule dispatcher as the worker calls it: each minute, or as a job enqueued by name."""
 
 import logging
 from datetime import datetime
@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 async def dispatch_schedules(ctx: dict[str, Any], now: datetime | None = None) -> int:
-    """arq cron job: queue the downloads of every schedule due at `now` (default: the clock).
+    """Queue the downloads of every schedule due at `now` (default: the clock).
 
     Returns the number of runs this call claimed. Tests pass `now` to drive the clock.
     """

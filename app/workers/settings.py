@@ -1,18 +1,17 @@
 """arq worker settings and the shared clients it opens at start and closes at shutdown."""
 
+import asyncio
 import logging
-from datetime import UTC
 from typing import Any
 
 import httpx
 from arq.connections import RedisSettings
-from arq.cron import cron
 from arq.worker import Worker, func
 
 from app.config import Settings, get_settings
-from app.services.jobs import requeue_jobs
 from app.storage import Storage
 from app.workers.download import download_image
+from app.workers.periodic import run_minute_tasks
 from app.workers.schedules import dispatch_schedules
 
 logger = logging.getLogger(__name__)
@@ -43,11 +42,6 @@ def create_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-async def requeue_lost_jobs(ctx: dict[str, Any]) -> int:
-    """arq cron job: the requeue pass, for deployments where no API process runs one."""
-    return await requeue_jobs(ctx["redis"], ctx["settings"])
-
-
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.setdefault("settings", get_settings())
     storage = Storage(settings.storage_dir)
@@ -58,10 +52,14 @@ async def startup(ctx: dict[str, Any]) -> None:
         from app.database import connect_database
 
         await connect_database(settings)
+    ctx["minute_tasks"] = asyncio.create_task(run_minute_tasks(ctx), name="minute-tasks")
     logger.info("worker started: queue=%s storage=%s", settings.queue_name, storage.root)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    minute_tasks = ctx.get("minute_tasks")
+    if minute_tasks is not None:
+        minute_tasks.cancel()
     client = ctx.get("http_client")
     if client is not None:
         await client.aclose()
@@ -71,22 +69,12 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 def create_worker(settings: Settings, *, redis_pool: Any = None, ctx: dict[str, Any] | None = None, **overrides: Any) -> Worker:
     """Build a worker for `settings`; the local run and the tests hand in their own pool and ctx."""
     redis_settings = None if redis_pool is not None else RedisSettings.from_dsn(settings.redis_url or "")
-    # The dispatcher runs at second 0 of every minute. Every worker enqueues it, but arq gives
-    # the minute's job one id, so one worker runs it. Even a second run would fire nothing,
-    # because each slot is claimed by a compare-and-set. A failed minute is not retried
-    # (max_tries=1) because the next minute catches up.
-    # NOTE: the dispatch job shares the worker's WORKER_MAX_JOBS slots with downloads. While
-    # every slot holds a long download, dispatch waits for a free slot, and the slots that pass
-    # meanwhile then run once, as after downtime.
-    dispatcher = cron(
-        dispatch_schedules, name="dispatch_schedules", second=0, unique=True, max_tries=1,
-        timeout=DISPATCH_TIMEOUT_S,
-    )
     return Worker(
-        functions=[func(download_image, name="download_image", max_tries=ARQ_MAX_TRIES, timeout=JOB_TIMEOUT_S)],
-        cron_jobs=[cron(requeue_lost_jobs, second=0, run_at_startup=False, unique=True), dispatcher],
-        # arq reads cron times in this zone; UTC keeps the host's TZ setting out of it.
-        timezone=UTC,
+        functions=[
+            func(download_image, name="download_image", max_tries=ARQ_MAX_TRIES, timeout=JOB_TIMEOUT_S),
+            # Normally run by the minute task; enqueue it by name for an extra dispatch pass.
+            func(dispatch_schedules, name="dispatch_schedules", max_tries=1, timeout=DISPATCH_TIMEOUT_S),
+        ],
         queue_name=settings.queue_name,
         redis_settings=redis_settings,
         redis_pool=redis_pool,
