@@ -6,14 +6,9 @@ import logging
 import sys
 
 from app.config import Settings, get_settings
+from app.logging_setup import configure_logging
 
 logger = logging.getLogger("app")
-
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def _require_services(settings: Settings, role: str) -> None:
@@ -49,7 +44,12 @@ def _serve(settings: Settings, embedded_worker: bool) -> None:
     from app.main import create_app
 
     app = create_app(settings, embedded_worker=embedded_worker)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    # log_config=None keeps the logging that configure_logging set up. The access log comes from
+    # AccessLogMiddleware, which adds route, size, duration and request id.
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+        log_config=None, access_log=False,
+    )
 
 
 def command_run(settings: Settings) -> None:
@@ -72,13 +72,25 @@ def command_worker(settings: Settings) -> None:
     _require_services(settings, "worker")
     from redis.exceptions import RedisError
 
+    from app.metrics import start_worker_metrics_server
     from app.workers.settings import create_worker
 
     _check_services(settings)
     try:
+        metrics_server = start_worker_metrics_server(settings)
+    except OSError as exc:
+        sys.exit(
+            f"error: cannot serve worker metrics on {settings.host}:{settings.worker_metrics_port}: "
+            f"{exc}. Give each worker on a host its own WORKER_METRICS_PORT, or 0 to turn it off."
+        )
+    try:
         create_worker(settings).run()
     except RedisError as exc:
         sys.exit(f"error: Redis failed: {exc}")
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
 
 
 async def _with_database(settings: Settings, action):  # type: ignore[no-untyped-def]
@@ -144,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = get_settings()
     except ValueError as exc:
         sys.exit(f"error: invalid setting: {exc}")
-    _configure_logging(settings)
+    configure_logging(settings)
     if args.command == "apikey" and len(args.organization if args.apikey_command == "create" else "") > 25:
         sys.exit("error: --organization is longer than 25 characters")
     {"run": command_run, "api": command_api, "worker": command_worker}.get(

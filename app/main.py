@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import metrics
+from app.access_log import AccessLogMiddleware
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
 from app.routers import API_PREFIX, catalog, images, jobs
@@ -94,5 +96,9 @@ def create_app(
     install_error_handlers(app)
     for router in (catalog.router, jobs.router, images.router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(metrics.router)
+    # Added first so that it runs inside TrailingSlashMiddleware, which passes on a copy of the
+    # scope (see AccessLogMiddleware).
+    app.add_middleware(AccessLogMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
     return app

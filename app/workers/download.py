@@ -10,6 +10,7 @@ from arq import Retry
 from beanie import PydanticObjectId
 
 from app.config import Settings
+from app.metrics import record_download_finished, record_download_retry
 from app.models.documents import ACTIVE_JOB_STATES, DownloadJob, FileStatus, JobState, OsImage
 from app.services.audit import record_event
 from app.services.jobs import finish_job
@@ -135,14 +136,20 @@ async def download_image(ctx: dict[str, Any], job_id: str) -> str:
         return "skipped" if job is None else job.state.value
     image = await OsImage.get(job.image_record_id)
     if image is None or image.is_deleted:
-        await finish_job(job, JobState.CANCELLED, "cancelled", "image deleted before the download ran")
+        if await finish_job(job, JobState.CANCELLED, "cancelled", "image deleted before the download ran"):
+            record_download_finished(JobState.CANCELLED)
         return JobState.CANCELLED.value
 
     job.attempt += 1
     if not await _mark_running(job):
         return "skipped"
     log_ids = f"job={job_id} image={job.image_record_id} attempt={job.attempt}/{job.max_attempts}"
-    logger.info("download start %s url=%s", log_ids, job.source_url)
+    log_fields = {
+        "job_id": job_id, "image_record_id": str(job.image_record_id), "img_id": job.img_id,
+        "organization": job.organization, "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+    }
+    logger.info("download start %s url=%s", log_ids, job.source_url, extra=log_fields)
     await record_event(
         job.organization, "download_started", ACTOR, image_record_id=job.image_record_id,
         img_id=job.img_id, job_id=job_id, message=f"attempt {job.attempt} of {job.max_attempts}",
@@ -166,19 +173,33 @@ async def download_image(ctx: dict[str, Any], job_id: str) -> str:
             ProgressReporter(settings.progress_interval_s, _progress_publisher(job)),
         )
     except DownloadCancelled:
-        logger.info("download cancelled %s", log_ids)
+        logger.info(
+            "download cancelled %s", log_ids,
+            extra={**log_fields, "duration_s": round(time.monotonic() - started, 3)},
+        )
+        record_download_finished(JobState.CANCELLED)
         return JobState.CANCELLED.value
     except DownloadError as exc:
-        return await _handle_failure(job, settings, exc, log_ids)
+        log_fields["duration_s"] = round(time.monotonic() - started, 3)
+        return await _handle_failure(job, settings, exc, log_ids, log_fields)
 
     elapsed_s = time.monotonic() - started
     if not await _commit(job, storage, digests, elapsed_s):
-        logger.info("download discarded %s: image deleted or job cancelled meanwhile", log_ids)
+        logger.info(
+            "download discarded %s: image deleted or job cancelled meanwhile", log_ids,
+            extra={**log_fields, "duration_s": round(elapsed_s, 3)},
+        )
+        record_download_finished(JobState.CANCELLED)
         return JobState.CANCELLED.value
     logger.info(
         "download done %s bytes=%d seconds=%.1f md5=%s", log_ids, digests.size_bytes, elapsed_s,
         digests.md5,
+        extra={
+            **log_fields, "size_bytes": digests.size_bytes, "duration_s": round(elapsed_s, 3),
+            "md5": digests.md5, "sha256": digests.sha256,
+        },
     )
+    record_download_finished(JobState.SUCCEEDED)
     await record_event(
         job.organization, "download_succeeded", ACTOR, image_record_id=job.image_record_id,
         img_id=job.img_id, job_id=job_id,
@@ -190,7 +211,9 @@ async def download_image(ctx: dict[str, Any], job_id: str) -> str:
     return JobState.SUCCEEDED.value
 
 
-async def _handle_failure(job: DownloadJob, settings: Settings, exc: DownloadError, log_ids: str) -> str:
+async def _handle_failure(
+    job: DownloadJob, settings: Settings, exc: DownloadError, log_ids: str, log_fields: dict[str, Any]
+) -> str:
     job_id = str(job.id)
     if exc.retryable and job.attempt < job.max_attempts:
         delay_s = retry_delay_s(settings, job.attempt, exc.retry_after_s)
@@ -203,7 +226,11 @@ async def _handle_failure(job: DownloadJob, settings: Settings, exc: DownloadErr
                 "next_attempt_time": now + timedelta(seconds=delay_s),
             }},
         )
-        logger.warning("download retry %s code=%s in %.1fs: %s", log_ids, exc.code, delay_s, exc.message)
+        logger.warning(
+            "download retry %s code=%s in %.1fs: %s", log_ids, exc.code, delay_s, exc.message,
+            extra={**log_fields, "error_code": exc.code, "retry_delay_s": delay_s},
+        )
+        record_download_retry(exc.code)
         await record_event(
             job.organization, "download_retry_scheduled", ACTOR,
             image_record_id=job.image_record_id, img_id=job.img_id, job_id=job_id,
@@ -212,7 +239,11 @@ async def _handle_failure(job: DownloadJob, settings: Settings, exc: DownloadErr
         )
         raise Retry(defer=delay_s)
 
-    logger.warning("download failed %s code=%s: %s", log_ids, exc.code, exc.message)
+    size_fields = {} if exc.digests is None else {"size_bytes": exc.digests.size_bytes}
+    logger.warning(
+        "download failed %s code=%s: %s", log_ids, exc.code, exc.message,
+        extra={**log_fields, **size_fields, "error_code": exc.code},
+    )
     measured = {}
     if exc.digests is not None:
         measured = {
@@ -220,6 +251,7 @@ async def _handle_failure(job: DownloadJob, settings: Settings, exc: DownloadErr
             "sha256_hash": exc.digests.sha256,
         }
     if await finish_job(job, JobState.FAILED, exc.code, exc.message, **measured):
+        record_download_finished(JobState.FAILED, exc.code)
         await record_event(
             job.organization, "download_failed", ACTOR, image_record_id=job.image_record_id,
             img_id=job.img_id, job_id=job_id, message=f"{exc.code}: {exc.message}",

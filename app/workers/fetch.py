@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from app.hashing import DigestingFileWriter, FileDigests
+from app.metrics import count_download_bytes
 from app.timeutil import utc_now
 from app.validation import file_suffix
 
@@ -146,6 +147,7 @@ async def fetch_to_file(
             sniffed = False
             async for data in response.aiter_raw():
                 received_bytes += len(data)
+                count_download_bytes(len(data))
                 if not sniffed:
                     sniffed = True
                     if decoder is None and _looks_like_html(data):

@@ -8,6 +8,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from app.config import Settings, get_settings
+from app.metrics import instrument_job
 from app.storage import Storage
 from app.workers.download import download_image
 
@@ -60,7 +61,7 @@ def create_worker(settings: Settings, *, redis_pool: Any = None, ctx: dict[str, 
     """Build a worker for `settings`; the local run and the tests hand in their own pool and ctx."""
     redis_settings = None if redis_pool is not None else RedisSettings.from_dsn(settings.redis_url or "")
     return Worker(
-        functions=[func(download_image, name="download_image", max_tries=ARQ_MAX_TRIES, timeout=JOB_TIMEOUT_S)],
+        functions=[func(instrument_job(download_image), name="download_image", max_tries=ARQ_MAX_TRIES, timeout=JOB_TIMEOUT_S)],
         queue_name=settings.queue_name,
         redis_settings=redis_settings,
         redis_pool=redis_pool,
