@@ -1,4 +1,7 @@
-"""Command line: `python -m app run|api|worker|apikey ...`; `--help` on each lists its options."""
+"""Command line: `python -m app run|api|worker|apikey|healthcheck ...`.
+
+`--help` on each command lists its options.
+"""
 
 import argparse
 import asyncio
@@ -133,6 +136,18 @@ def command_apikey(settings: Settings, args: argparse.Namespace) -> None:
     asyncio.run(_with_database(settings, action))
 
 
+def command_healthcheck(settings: Settings, args: argparse.Namespace) -> None:
+    from app.probes import probe_api, probe_worker
+
+    if args.role == "api":
+        problem = probe_api(settings)
+    else:
+        problem = asyncio.run(probe_worker(settings))
+    if problem is not None:
+        sys.exit(f"unhealthy: {problem}")
+    print(f"healthy: {args.role}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="OS image service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     apikey_commands.add_parser("list", help="list keys (ids, organizations, names, prefixes)")
     revoke = apikey_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id", help="the key's id, as 'apikey list' prints it")
+    healthcheck = commands.add_parser(
+        "healthcheck",
+        help="exit 0 when the api or worker role on this host is healthy (for container health checks)",
+    )
+    healthcheck.add_argument(
+        "role", choices=["api", "worker"],
+        help="api: GET /healthz on HOST:PORT; worker: a live heartbeat in REDIS_URL from a worker on this host",
+    )
     return parser
 
 
@@ -159,9 +182,11 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings)
     if args.command == "apikey" and len(args.organization if args.apikey_command == "create" else "") > 25:
         sys.exit("error: --organization is longer than 25 characters")
-    {"run": command_run, "api": command_api, "worker": command_worker}.get(
-        args.command, lambda s: command_apikey(s, args)
-    )(settings)
+    with_arguments = {"apikey": command_apikey, "healthcheck": command_healthcheck}
+    if args.command in with_arguments:
+        with_arguments[args.command](settings, args)
+        return
+    {"run": command_run, "api": command_api, "worker": command_worker}[args.command](settings)
 
 
 if __name__ == "__main__":

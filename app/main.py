@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import metrics
+from app import health, metrics
 from app.access_log import AccessLogMiddleware
 from app.config import Settings, get_settings
 from app.errors import install_error_handlers
@@ -56,13 +56,14 @@ def create_app(
         from app.queue import create_queue_pool
 
         if database is None:
-            await connect_database(settings)
+            app.state.database = await connect_database(settings)
             if settings.mongodb_url is None:
                 from app.local import announce_memory_run
 
                 await announce_memory_run(settings)
         else:
             await init_database(database)
+            app.state.database = database
         storage = Storage(settings.storage_dir)
         storage.ensure_directories()
         pool = queue if queue is not None else await create_queue_pool(settings)
@@ -96,6 +97,7 @@ def create_app(
     install_error_handlers(app)
     for router in (catalog.router, jobs.router, images.router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(health.router)
     app.include_router(metrics.router)
     # Added first so that it runs inside TrailingSlashMiddleware, which passes on a copy of the
     # scope (see AccessLogMiddleware).

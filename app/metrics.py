@@ -4,7 +4,7 @@ The API and the worker are separate processes in production, and each exports it
 the API at `GET /metrics`, a `worker` process on its own port (WORKER_METRICS_PORT). Counters
 that the worker updates (downloads, bytes, job durations) therefore come from the worker's
 endpoint, and Prometheus sums them over all workers. The API adds gauges that it reads from the
-shared services at scrape time: queue depth and jobs running. In the local run the
+shared services at scrape time: queue depth, jobs running, workers alive. In the local run the
 worker lives in the API process, so `GET /metrics` shows everything.
 """
 
@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from app.config import Settings
 from app.models.documents import DownloadJob, JobState
+from app.workers.heartbeat import read_heartbeats
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ _scrape_errors = _ScrapeErrors()
 
 
 async def _read_service_gauges(state: Any) -> CollectorRegistry:
-    """Read queue depth and running jobs into a registry made for this scrape.
+    """Read queue depth, running jobs and live workers into a registry made for this scrape.
 
     A source that fails or takes longer than READINESS_TIMEOUT_S is left out of this scrape.
     """
@@ -180,6 +181,10 @@ async def _read_service_gauges(state: Any) -> CollectorRegistry:
             Gauge("os_image_jobs_running", "Download jobs in state running, over all workers.", registry=registry),
             lambda: DownloadJob.find({"state": JobState.RUNNING.value}).count(),
         ),
+        "live workers": (
+            Gauge("os_image_workers_alive", "Workers whose heartbeat in Redis has not expired.", registry=registry),
+            _count_workers(state.queue, settings.queue_name),
+        ),
     }
     for source, (gauge, read) in sources.items():
         try:
@@ -191,6 +196,13 @@ async def _read_service_gauges(state: Any) -> CollectorRegistry:
         gauge.set(value)
         _scrape_errors.succeeded(source)
     return registry
+
+
+def _count_workers(queue: Any, queue_name: str) -> Callable[[], Awaitable[int]]:
+    async def count() -> int:
+        return len(await read_heartbeats(queue, queue_name))
+
+    return count
 
 
 router = APIRouter(tags=["operations"])
@@ -215,7 +227,7 @@ router = APIRouter(tags=["operations"])
     },
 )
 async def read_metrics(request: Request) -> Response:
-    """Return this process's metrics, plus queue depth and running jobs read from the services."""
+    """Return this process's metrics, plus queue depth, running jobs and live workers read from the services."""
     service_gauges = await _read_service_gauges(request.app.state)
     body = generate_latest(REGISTRY) + generate_latest(service_gauges)
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)

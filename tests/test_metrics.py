@@ -52,6 +52,8 @@ async def test_metrics_after_download(acme, source, run_worker) -> None:  # type
     assert value(after, "os_image_worker_jobs_running") == 0
     assert value(after, "os_image_queue_depth") == 0
     assert value(after, "os_image_jobs_running") == 0
+    # The burst worker has stopped and deleted its heartbeat.
+    assert value(after, "os_image_workers_alive") == 0
 
 
 async def test_metrics_count_failure_codes(acme, source, run_worker) -> None:  # type: ignore[no-untyped-def]
@@ -120,6 +122,7 @@ async def test_metrics_served_while_redis_down(redis_down_client: httpx.AsyncCli
     samples = await scrape(redis_down_client)
     names = {name for name, _ in samples}
     assert "os_image_queue_depth" not in names
+    assert "os_image_workers_alive" not in names
     assert "os_image_jobs_running" in names
 
 

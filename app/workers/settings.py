@@ -8,9 +8,10 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from app.config import Settings, get_settings
-from app.metrics import instrument_job
+from app.metrics import instrument_job, running_jobs
 from app.storage import Storage
 from app.workers.download import download_image
+from app.workers.heartbeat import WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +48,21 @@ async def startup(ctx: dict[str, Any]) -> None:
         from app.database import connect_database
 
         await connect_database(settings)
-    logger.info("worker started: queue=%s storage=%s", settings.queue_name, storage.root)
+    heartbeat = WorkerHeartbeat(
+        ctx["redis"], settings.queue_name, settings.worker_heartbeat_interval_s, running_jobs
+    )
+    await heartbeat.start()
+    ctx["heartbeat"] = heartbeat
+    logger.info(
+        "worker started: queue=%s storage=%s id=%s", settings.queue_name, storage.root,
+        heartbeat.worker_id, extra={"worker_id": heartbeat.worker_id},
+    )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    heartbeat = ctx.get("heartbeat")
+    if heartbeat is not None:
+        await heartbeat.stop()
     client = ctx.get("http_client")
     if client is not None:
         await client.aclose()
