@@ -1,12 +1,14 @@
-"""Command line: `python -m app run|api|worker|apikey|healthcheck ...`.
+"""Command line: `python -m app run|api|worker|apikey|settings|healthcheck ...`.
 
 `--help` on each command lists its options.
 """
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+from typing import Any
 
 from app.config import Settings, get_settings
 from app.logging_setup import configure_logging
@@ -111,29 +113,60 @@ async def _with_database(settings: Settings, action):  # type: ignore[no-untyped
     return await action()
 
 
-def command_apikey(settings: Settings, args: argparse.Namespace) -> None:
-    from app.auth import create_api_key, revoke_api_key
+async def apikey_create(args: argparse.Namespace) -> None:
+    from app.auth import create_api_key
+
+    record, key = await create_api_key(args.organization, args.name)
+    print(f"API key for organization {record.organization!r} (id {record.id}, name {record.name!r}):")
+    print(key)
+    print("It is shown only this once; the service keeps only its SHA-256 digest.")
+
+
+async def apikey_list(args: argparse.Namespace) -> None:
     from app.models.documents import ApiKey
 
-    async def create() -> None:
-        record, key = await create_api_key(args.organization, args.name)
-        print(f"API key for organization {record.organization!r} (id {record.id}, name {record.name!r}):")
-        print(key)
-        print("It is shown only this once; the service keeps only its SHA-256 digest.")
+    for record in await ApiKey.find_all().sort("organization", "created_time").to_list():
+        revoked = f"revoked {record.revoked_time:%Y-%m-%d}" if record.revoked_time else "active"
+        print(f"{record.id}  {record.organization:<25}  {record.name:<20}  {record.key_prefix}…  {revoked}")
 
-    async def list_keys() -> None:
-        for record in await ApiKey.find_all().sort("organization", "created_time").to_list():
-            revoked = f"revoked {record.revoked_time:%Y-%m-%d}" if record.revoked_time else "active"
-            print(f"{record.id}  {record.organization:<25}  {record.name:<20}  {record.key_prefix}…  {revoked}")
 
-    async def revoke() -> None:
-        record = await revoke_api_key(args.key_id)
-        if record is None:
-            sys.exit(f"error: no API key with id {args.key_id!r}; 'apikey list' shows the ids")
-        print(f"revoked API key {record.id} ({record.organization}/{record.name})")
+async def apikey_revoke(args: argparse.Namespace) -> None:
+    from app.auth import revoke_api_key
 
-    action = {"create": create, "list": list_keys, "revoke": revoke}[args.apikey_command]
-    asyncio.run(_with_database(settings, action))
+    record = await revoke_api_key(args.key_id)
+    if record is None:
+        sys.exit(f"error: no API key with id {args.key_id!r}; 'apikey list' shows the ids")
+    print(f"revoked API key {record.id} ({record.organization}/{record.name})")
+
+
+# The `apikey` subcommands, each run on a database that Beanie was initialised on.
+APIKEY_ACTIONS = {"create": apikey_create, "list": apikey_list, "revoke": apikey_revoke}
+
+
+def command_apikey(settings: Settings, args: argparse.Namespace) -> None:
+    action = APIKEY_ACTIONS[args.apikey_command]
+    asyncio.run(_with_database(settings, lambda: action(args)))
+
+
+def _format_setting(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def command_settings(settings: Settings, args: argparse.Namespace) -> None:
+    from app.redaction import masked_settings
+
+    rows = masked_settings(settings)
+    if args.json:
+        print(json.dumps({name: value for name, value, _ in rows}, indent=2))
+        return
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, is_set in rows:
+        source = "" if is_set else "  (default)"
+        print(f"{name:<{width}}  {_format_setting(value)}{source}")
 
 
 def command_healthcheck(settings: Settings, args: argparse.Namespace) -> None:
@@ -162,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     apikey_commands.add_parser("list", help="list keys (ids, organizations, names, prefixes)")
     revoke = apikey_commands.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id", help="the key's id, as 'apikey list' prints it")
+    settings = commands.add_parser(
+        "settings", help="print the effective settings, with API keys and passwords masked"
+    )
+    settings.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     healthcheck = commands.add_parser(
         "healthcheck",
         help="exit 0 when the api or worker role on this host is healthy (for container health checks)",
@@ -182,7 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings)
     if args.command == "apikey" and len(args.organization if args.apikey_command == "create" else "") > 25:
         sys.exit("error: --organization is longer than 25 characters")
-    with_arguments = {"apikey": command_apikey, "healthcheck": command_healthcheck}
+    with_arguments = {
+        "apikey": command_apikey, "settings": command_settings, "healthcheck": command_healthcheck,
+    }
     if args.command in with_arguments:
         with_arguments[args.command](settings, args)
         return
