@@ -10,7 +10,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import health, metrics
 from app.access_log import AccessLogMiddleware
+from app.auth import UNAUTHORIZED_RESPONSE
 from app.config import Settings, get_settings
+from app.docs import install_offline_docs
 from app.errors import install_error_handlers
 from app.routers import API_PREFIX, catalog, images, jobs
 from app.storage import Storage
@@ -93,12 +95,15 @@ def create_app(
             "Authenticate with `Authorization: <api key>` or `Authorization: Bearer <api key>`."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     for router in (catalog.router, jobs.router, images.router):
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(router, prefix=API_PREFIX, responses=UNAUTHORIZED_RESPONSE)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    install_offline_docs(app)
     # Added first so that it runs inside TrailingSlashMiddleware, which passes on a copy of the
     # scope (see AccessLogMiddleware).
     app.add_middleware(AccessLogMiddleware)

@@ -5,7 +5,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from app.models import openapi_examples as examples
 from app.models.documents import DownloadJob, FileStatus, JobState, OsImage
+from app.models.openapi_examples import schema_extra
 from app.timeutil import UtcDateTime, format_rfc3339
 from app.validation import check_file_name, check_source_url, normalise_md5
 
@@ -18,6 +20,12 @@ OrganizationName = Annotated[str, StringConstraints(strip_whitespace=True, min_l
 DecimalSize = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{1,20}$")]
 NonNegativeMegabytes = Annotated[int, Field(ge=0, le=2**53)]
 
+# Fields of ImagePublic that only the server sets. The OpenAPI schema marks them readOnly.
+SERVER_OWNED_FIELDS = (
+    "id", "last_update_time", "image_id", "download_status_obj", "uploader_profile",
+    "modified_time", "is_deleted", "job_iteration_id", "job_id", "sha256_hash", "file_status",
+    "md5_verified",
+)
 CLIENT_FIELDS = (
     "img_id", "organization", "vendor", "description", "ostype", "series", "model", "os_version",
     "image_type", "image_size", "min_dram", "min_flash", "md5_hash", "file_name", "file_path",
@@ -28,7 +36,10 @@ CLIENT_FIELDS = (
 class ImagePatch(BaseModel):
     """Client-owned image fields, all optional; unknown and server-owned fields are ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra=schema_extra(examples.IMAGE_PATCH, read_only=["modified_time"]),
+    )
 
     img_id: ImageName | None = None
     organization: OrganizationName | None = None
@@ -68,6 +79,10 @@ class ImagePatch(BaseModel):
 class ImageWrite(ImagePatch):
     """Body of POST and PUT: img_id and organization are required, the rest optional."""
 
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.IMAGE_WRITE, read_only=["modified_time"])
+    )
+
     img_id: ImageName
     organization: OrganizationName
     uploader_id: str | None = Field(default="2", max_length=64)
@@ -80,6 +95,10 @@ def _id_text(value: Any) -> str | None:
 
 class ImagePublic(BaseModel):
     """An image record as the API returns it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.IMAGE_PUBLIC, read_only=SERVER_OWNED_FIELDS)
+    )
 
     id: str
     last_update_time: UtcDateTime
@@ -123,6 +142,10 @@ class ImagePublic(BaseModel):
 class ImageSummary(BaseModel):
     """A compact image entry for pickers."""
 
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.IMAGE_SUMMARY, read_only=["id", "file_status"])
+    )
+
     id: str
     img_id: str
     vendor: str | None
@@ -134,22 +157,45 @@ class ImageSummary(BaseModel):
 
 
 class MultiDeleteRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra({"ids": [examples.IMAGE_RECORD_ID, "665f1c2e8b3a4d2f9c0e1a3f"]})
+    )
+
     ids: list[str] = Field(min_length=1, max_length=500)
 
 
 class MultiDeleteResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(
+            {"deleted": [examples.IMAGE_RECORD_ID], "not_found": ["665f1c2e8b3a4d2f9c0e1a3f"]},
+            read_only="all",
+        )
+    )
+
     deleted: list[str]
     not_found: list[str]
 
 
 class AllowedFileTypes(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(
+            {"allowed_file_types": [".bin", ".swi", ".out", ".tgz", ".iso"]}, read_only="all"
+        )
+    )
+
     allowed_file_types: list[str]
 
 
 class TriggerRequest(BaseModel):
     """Names the images to download: `id`, `img_id` or a list `ids` of record ids."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra=schema_extra(
+            {"img_id": "eos-4.30"}, {"id": examples.IMAGE_RECORD_ID},
+            {"ids": [examples.IMAGE_RECORD_ID, "665f1c2e8b3a4d2f9c0e1a3f"]},
+        ),
+    )
 
     id: str | None = None
     img_id: str | None = Field(default=None, max_length=25)
@@ -159,6 +205,8 @@ class TriggerRequest(BaseModel):
 
 class JobStatus(BaseModel):
     """State of one download job."""
+
+    model_config = ConfigDict(json_schema_extra=schema_extra(examples.JOB_STATUS, read_only="all"))
 
     job_id: str
     image_record_id: str
@@ -195,11 +243,19 @@ class JobStatus(BaseModel):
 
 
 class TriggerResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra({"jobs": [examples.QUEUED_JOB_STATUS]})
+    )
+
     jobs: list[JobStatus]
 
 
 class DownloadOptions(BaseModel):
     """Defaults and choices for download jobs."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.DOWNLOAD_OPTIONS, read_only="all")
+    )
 
     protocols: list[str]
     hash_algorithms: list[str]
@@ -217,6 +273,8 @@ class DownloadOptions(BaseModel):
 
 
 class AuditEntry(BaseModel):
+    model_config = ConfigDict(json_schema_extra=schema_extra(examples.AUDIT_ENTRY, read_only="all"))
+
     id: str
     time: UtcDateTime
     action: str
