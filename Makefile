@@ -1,5 +1,6 @@
 # `make run` and `make test` do all set-up on a fresh machine: a virtual environment in .venv,
-# the package with its extras, and (for the tests) a local Redis on 127.0.0.1:6379.
+# the package with its extras, and (for the tests) a local Redis on 127.0.0.1:6379 and Debian's
+# Chromium for the browser tests of the API docs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,6 +19,7 @@ run: install
 
 test: install
 	bash scripts/ensure_redis.sh
+	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 demo: install

@@ -23,6 +23,21 @@ authorization_header = APIKeyHeader(
     description="The API key, as `Authorization: <key>` or `Authorization: Bearer <key>`.",
 )
 
+# OpenAPI description of the 401 response of every route that needs a key.
+UNAUTHORIZED_RESPONSE = {
+    401: {
+        "description": "The API key is missing, unknown or revoked.",
+        "content": {
+            "application/json": {
+                "example": {
+                    "detail": "unknown or revoked API key: check the key or create a new one",
+                    "code": "unauthorized",
+                }
+            }
+        },
+    }
+}
+
 
 @dataclass(frozen=True)
 class Caller:

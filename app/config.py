@@ -3,7 +3,7 @@
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -12,6 +12,9 @@ DEFAULT_ALLOWED_FILE_TYPES = [
     ".bin", ".swi", ".out", ".tgz", ".gz", ".tar", ".iso", ".img", ".zip", ".pkg",
     ".qcow2", ".vmdk", ".ova", ".rpm", ".upg", ".spa", ".efi", ".xz", ".bz2",
 ]
+
+# uvicorn's TRACE level would log each request's headers, API keys included, so it is left out.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -66,6 +69,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as plain text or as one JSON object per line."
+    )
+    # The worker writes a heartbeat key with a TTL of three intervals, so one missed write is
+    # tolerated before /readyz stops counting the worker as alive.
+    worker_heartbeat_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    worker_metrics_port: int = Field(
+        default=9101, ge=0, le=65535,
+        description="Port of the worker role's Prometheus /metrics server on HOST; 0 disables it.",
+    )
+    readiness_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="Time each /readyz check may take."
+    )
 
     @field_validator("allowed_file_types", mode="before")
     @classmethod
@@ -100,6 +116,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lowercase_log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"invalid LOG_LEVEL {value!r}: use one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @model_validator(mode="after")
     def _check_retry_delays(self) -> "Settings":

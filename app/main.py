@@ -12,7 +12,11 @@ from fastapi.exception_handlers import http_exception_handler
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import health, metrics
+from app.access_log import AccessLogMiddleware
+from app.auth import UNAUTHORIZED_RESPONSE
 from app.config import Settings, get_settings
+from app.docs import install_offline_docs
 from app.errors import ERROR_RESPONSES, install_error_handlers
 from app.routers import API_PREFIX, catalog, files, images, jobs, schedules
 from app.storage import Storage
@@ -87,13 +91,14 @@ def create_app(
         from app.queue import create_queue_pool
 
         if database is None:
-            await connect_database(settings)
+            app.state.database = await connect_database(settings)
             if settings.mongodb_url is None:
                 from app.local import announce_memory_run
 
                 await announce_memory_run(settings)
         else:
             await init_database(database)
+            app.state.database = database
         storage = Storage(settings.storage_dir)
         storage.ensure_directories()
         pool = queue if queue is not None else await create_queue_pool(settings)
@@ -127,11 +132,19 @@ def create_app(
             "Authenticate with `Authorization: <api key>` or `Authorization: Bearer <api key>`."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     _install_method_not_allowed_handler(app)
     # images.router goes last: its `/{id}/` routes would match every other one-segment path.
     for router in (catalog.router, jobs.router, schedules.router, files.router, images.router):
         app.include_router(router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    install_offline_docs(app)
+    # Added first so that it runs inside TrailingSlashMiddleware, which passes on a copy of the
+    # scope (see AccessLogMiddleware).
+    app.add_middleware(AccessLogMiddleware)
     app.add_middleware(TrailingSlashMiddleware)
     return app

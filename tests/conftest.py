@@ -105,6 +105,19 @@ async def live_server(app: Any) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def redis_down_client(settings: Settings, database: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app whose Redis is unreachable (nothing listens on port 1)."""
+    # redis-py connects on first use, so the pool can be made; every command then fails.
+    pool = ArqRedis.from_url("redis://127.0.0.1:1/0")
+    application = create_app(settings, database=database, queue=pool, embedded_worker=False)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http_client:
+            yield http_client
+    await pool.aclose()
+
+
+@pytest.fixture
 async def acme_key(app: Any) -> str:
     _, key = await create_api_key("acme", "tests")
     return key

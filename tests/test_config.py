@@ -28,3 +28,15 @@ def test_retry_delays_must_be_ordered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOWNLOAD_RETRY_MAX_DELAY_S", "1")
     with pytest.raises(ValidationError, match="DOWNLOAD_RETRY_MAX_DELAY_S"):
         Settings()
+
+
+def test_log_level_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", " debug ")
+    assert Settings().log_level == "DEBUG"
+
+
+@pytest.mark.parametrize("value", ["TRACE", "verbose", ""])
+def test_log_level_rejects_unknown(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("LOG_LEVEL", value)
+    with pytest.raises(ValidationError, match="LOG_LEVEL"):
+        Settings()

@@ -16,6 +16,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from app.models import openapi_examples as examples
 from app.models.documents import (
     DownloadJob,
     DownloadSchedule,
@@ -25,6 +26,7 @@ from app.models.documents import (
     ScheduleRun,
     ScheduleRunOutcome,
 )
+from app.models.openapi_examples import schema_extra
 from app.scheduling import (
     MAX_YEAR,
     MIN_YEAR,
@@ -34,7 +36,7 @@ from app.scheduling import (
     parse_time_zone,
     parse_weekday,
 )
-from app.timeutil import UtcDateTime
+from app.timeutil import UtcDateTime, format_rfc3339
 from app.validation import check_file_name, check_source_url, normalise_md5
 
 Md5Hex = Annotated[str, AfterValidator(normalise_md5)]
@@ -62,6 +64,12 @@ NonNegativeMegabytes = Annotated[int, Field(ge=0, le=2**53)]
 _OBJECT_ID = re.compile(OBJECT_ID_PATTERN)
 MAX_SCHEDULE_IMAGES = 100
 
+# Fields of ImagePublic that only the server sets. The OpenAPI schema marks them readOnly.
+SERVER_OWNED_FIELDS = (
+    "id", "last_update_time", "image_id", "download_status_obj", "uploader_profile",
+    "modified_time", "is_deleted", "job_iteration_id", "job_id", "sha256_hash", "file_status",
+    "md5_verified",
+)
 CLIENT_FIELDS = (
     "img_id", "organization", "vendor", "description", "ostype", "series", "model", "os_version",
     "image_type", "image_size", "min_dram", "min_flash", "md5_hash", "file_name", "file_path",
@@ -72,7 +80,10 @@ CLIENT_FIELDS = (
 class ImagePatch(BaseModel):
     """Client-owned image fields, all optional; unknown and server-owned fields are ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra=schema_extra(examples.IMAGE_PATCH, read_only=["modified_time"]),
+    )
 
     # Leaving these out keeps them; null is not a value they can take.
     img_id: ImageName | SkipJsonSchema[None] = None
@@ -113,6 +124,10 @@ class ImagePatch(BaseModel):
 class ImageWrite(ImagePatch):
     """Body of POST and PUT: img_id and organization are required, the rest optional."""
 
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.IMAGE_WRITE, read_only=["modified_time"])
+    )
+
     img_id: ImageName
     organization: OrganizationName
     uploader_id: str | None = Field(default="2", max_length=64)
@@ -127,6 +142,10 @@ _INTERNAL_IMAGE_FIELDS = {
 
 class ImagePublic(BaseModel):
     """An image record as the API returns it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.IMAGE_PUBLIC, read_only=SERVER_OWNED_FIELDS)
+    )
 
     id: str
     last_update_time: UtcDateTime
@@ -172,6 +191,10 @@ class ImagePublic(BaseModel):
 class ImageSummary(BaseModel):
     """A compact image entry for pickers."""
 
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.IMAGE_SUMMARY, read_only=["id", "file_status"])
+    )
+
     id: str
     img_id: str
     vendor: str | None
@@ -183,15 +206,32 @@ class ImageSummary(BaseModel):
 
 
 class MultiDeleteRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra({"ids": [examples.IMAGE_RECORD_ID, "665f1c2e8b3a4d2f9c0e1a3f"]})
+    )
+
     ids: list[str] = Field(min_length=1, max_length=500)
 
 
 class MultiDeleteResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(
+            {"deleted": [examples.IMAGE_RECORD_ID], "not_found": ["665f1c2e8b3a4d2f9c0e1a3f"]},
+            read_only="all",
+        )
+    )
+
     deleted: list[str]
     not_found: list[str]
 
 
 class AllowedFileTypes(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(
+            {"allowed_file_types": [".bin", ".swi", ".out", ".tgz", ".iso"]}, read_only="all"
+        )
+    )
+
     allowed_file_types: list[str]
 
 
@@ -202,12 +242,21 @@ _NAMES_AN_IMAGE = {
         {"required": ["ids"], "properties": {"ids": {"type": "array"}}},
     ]
 }
+_add_trigger_examples = schema_extra(
+    {"img_id": "eos-4.30"}, {"id": examples.IMAGE_RECORD_ID},
+    {"ids": [examples.IMAGE_RECORD_ID, "665f1c2e8b3a4d2f9c0e1a3f"]},
+)
+
+
+def _names_an_image_schema(schema: dict[str, Any]) -> None:
+    _add_trigger_examples(schema)
+    schema.update(_NAMES_AN_IMAGE)
 
 
 class TriggerRequest(BaseModel):
     """Names the images: `id`, `img_id` or a list `ids` of record ids."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra=_NAMES_AN_IMAGE)
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_names_an_image_schema)
 
     id: Annotated[str, StringConstraints(min_length=1)] | SkipJsonSchema[None] = None
     img_id: Annotated[str, StringConstraints(min_length=1, max_length=25)] | SkipJsonSchema[None] = None
@@ -217,6 +266,8 @@ class TriggerRequest(BaseModel):
 
 class JobStatus(BaseModel):
     """State of one download job."""
+
+    model_config = ConfigDict(json_schema_extra=schema_extra(examples.JOB_STATUS, read_only="all"))
 
     job_id: str
     image_record_id: str
@@ -256,11 +307,19 @@ class JobStatus(BaseModel):
 
 
 class TriggerResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra({"jobs": [examples.QUEUED_JOB_STATUS]})
+    )
+
     jobs: list[JobStatus]
 
 
 class DownloadOptions(BaseModel):
     """Defaults and choices for download jobs."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.DOWNLOAD_OPTIONS, read_only="all")
+    )
 
     protocols: list[str]
     hash_algorithms: list[str]
@@ -278,6 +337,8 @@ class DownloadOptions(BaseModel):
 
 
 class AuditEntry(BaseModel):
+    model_config = ConfigDict(json_schema_extra=schema_extra(examples.AUDIT_ENTRY, read_only="all"))
+
     id: str
     time: UtcDateTime
     action: str

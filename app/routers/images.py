@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
@@ -10,6 +10,7 @@ from app.auth import CallerDep
 from app.dependencies import QueueDep, SettingsDep, StorageDep
 from app.errors import InvalidInput, NotFound
 from app.models.documents import FileStatus
+from app.models.openapi_examples import IMAGE_RECORD_ID
 from app.models.schemas import (
     ImagePatch,
     ImagePublic,
@@ -25,6 +26,9 @@ from app.services.jobs import delete_image
 router = APIRouter(tags=["images"])
 
 FilterText = Annotated[str | None, Query(max_length=255)]
+ImageRecordId = Annotated[
+    str, Path(description="The image record's id, 24 hex digits.", examples=[IMAGE_RECORD_ID])
+]
 
 
 @router.get("/", response_model=list[ImagePublic])
@@ -136,13 +140,13 @@ async def receive_images(
 
 
 @router.get("/{id}/", response_model=ImagePublic)
-async def read_image(caller: CallerDep, id: str) -> ImagePublic:
+async def read_image(caller: CallerDep, id: ImageRecordId) -> ImagePublic:
     image = await image_service.get_image(caller, id)
     return ImagePublic.from_document(image)
 
 
 @router.put("/{id}/", response_model=ImagePublic)
-async def replace_image(caller: CallerDep, id: str, body: ImageWrite, settings: SettingsDep) -> ImagePublic:
+async def replace_image(caller: CallerDep, id: ImageRecordId, body: ImageWrite, settings: SettingsDep) -> ImagePublic:
     """Replace every client-owned field; fields left out are reset to their defaults."""
     image = await image_service.get_image(caller, id)
     image = await image_service.update_image(caller, image, body, settings, replace=True)
@@ -150,7 +154,7 @@ async def replace_image(caller: CallerDep, id: str, body: ImageWrite, settings: 
 
 
 @router.patch("/{id}/", response_model=ImagePublic)
-async def patch_image(caller: CallerDep, id: str, body: ImagePatch, settings: SettingsDep) -> ImagePublic:
+async def patch_image(caller: CallerDep, id: ImageRecordId, body: ImagePatch, settings: SettingsDep) -> ImagePublic:
     """Change only the client-owned fields given; a field sent as null is cleared."""
     image = await image_service.get_image(caller, id)
     image = await image_service.update_image(caller, image, body, settings, replace=False)
@@ -158,7 +162,7 @@ async def patch_image(caller: CallerDep, id: str, body: ImagePatch, settings: Se
 
 
 @router.delete("/{id}/", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def remove_image(caller: CallerDep, id: str, queue: QueueDep, storage: StorageDep) -> Response:
+async def remove_image(caller: CallerDep, id: ImageRecordId, queue: QueueDep, storage: StorageDep) -> Response:
     """Soft-delete: the record stays for the audit trail, its file and running download go."""
     image = await image_service.get_image(caller, id)
     await delete_image(caller, image, queue, storage)

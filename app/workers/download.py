@@ -14,6 +14,7 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from app.config import Settings
+from app.metrics import record_download_finished, record_download_retry
 from app.models.documents import ACTIVE_JOB_STATES, DownloadJob, FileStatus, JobState, OsImage
 from app.services.audit import record_event
 from app.services.jobs import finish_job
@@ -186,7 +187,8 @@ async def _run_attempt(ctx: dict[str, Any], job_id: str) -> str:
         return "skipped" if job is None else job.state.value
     image = await OsImage.get(job.image_record_id)
     if image is None or image.is_deleted:
-        await finish_job(job, JobState.CANCELLED, "cancelled", "image deleted before the download ran")
+        if await finish_job(job, JobState.CANCELLED, "cancelled", "image deleted before the download ran"):
+            record_download_finished(JobState.CANCELLED)
         await storage.remove(storage.partial_path(job_id))
         return JobState.CANCELLED.value
 
@@ -194,7 +196,12 @@ async def _run_attempt(ctx: dict[str, Any], job_id: str) -> str:
     if not await _mark_running(job):
         return "skipped"
     log_ids = f"job={job_id} image={job.image_record_id} attempt={job.attempt}/{job.max_attempts}"
-    logger.info("download start %s url=%s", log_ids, job.source_url)
+    log_fields = {
+        "job_id": job_id, "image_record_id": str(job.image_record_id), "img_id": job.img_id,
+        "organization": job.organization, "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+    }
+    logger.info("download start %s url=%s", log_ids, job.source_url, extra=log_fields)
     await record_event(
         job.organization, "download_started", ACTOR, image_record_id=job.image_record_id,
         img_id=job.img_id, job_id=job_id, message=f"attempt {job.attempt} of {job.max_attempts}",
@@ -223,10 +230,15 @@ async def _run_attempt(ctx: dict[str, Any], job_id: str) -> str:
             on_validators=_validators_saver(job),
         )
     except DownloadCancelled:
-        logger.info("download cancelled %s", log_ids)
+        logger.info(
+            "download cancelled %s", log_ids,
+            extra={**log_fields, "duration_s": round(time.monotonic() - started, 3)},
+        )
+        record_download_finished(JobState.CANCELLED)
         return JobState.CANCELLED.value
     except DownloadError as exc:
-        return await _handle_failure(job, settings, storage, exc, log_ids)
+        log_fields["duration_s"] = round(time.monotonic() - started, 3)
+        return await _handle_failure(job, settings, storage, exc, log_ids, log_fields)
 
     digests = result.digests
     if result.resumed_from_bytes:
@@ -238,12 +250,21 @@ async def _run_attempt(ctx: dict[str, Any], job_id: str) -> str:
         )
     elapsed_s = time.monotonic() - started
     if not await _commit(job, storage, digests, elapsed_s):
-        logger.info("download discarded %s: image deleted or job cancelled meanwhile", log_ids)
+        logger.info(
+            "download discarded %s: image deleted or job cancelled meanwhile", log_ids,
+            extra={**log_fields, "duration_s": round(elapsed_s, 3)},
+        )
+        record_download_finished(JobState.CANCELLED)
         return JobState.CANCELLED.value
     logger.info(
         "download done %s bytes=%d seconds=%.1f md5=%s", log_ids, digests.size_bytes, elapsed_s,
         digests.md5,
+        extra={
+            **log_fields, "size_bytes": digests.size_bytes, "duration_s": round(elapsed_s, 3),
+            "md5": digests.md5, "sha256": digests.sha256,
+        },
     )
+    record_download_finished(JobState.SUCCEEDED)
     await record_event(
         job.organization, "download_succeeded", ACTOR, image_record_id=job.image_record_id,
         img_id=job.img_id, job_id=job_id,
@@ -256,7 +277,8 @@ async def _run_attempt(ctx: dict[str, Any], job_id: str) -> str:
 
 
 async def _handle_failure(
-    job: DownloadJob, settings: Settings, storage: Storage, exc: DownloadError, log_ids: str
+    job: DownloadJob, settings: Settings, storage: Storage, exc: DownloadError, log_ids: str,
+    log_fields: dict[str, Any],
 ) -> str:
     job_id = str(job.id)
     if exc.retryable and job.attempt < job.max_attempts:
@@ -270,7 +292,11 @@ async def _handle_failure(
                 "next_attempt_time": now + timedelta(seconds=delay_s),
             }},
         )
-        logger.warning("download retry %s code=%s in %.1fs: %s", log_ids, exc.code, delay_s, exc.message)
+        logger.warning(
+            "download retry %s code=%s in %.1fs: %s", log_ids, exc.code, delay_s, exc.message,
+            extra={**log_fields, "error_code": exc.code, "retry_delay_s": delay_s},
+        )
+        record_download_retry(exc.code)
         await record_event(
             job.organization, "download_retry_scheduled", ACTOR,
             image_record_id=job.image_record_id, img_id=job.img_id, job_id=job_id,
@@ -279,7 +305,11 @@ async def _handle_failure(
         )
         raise Retry(defer=delay_s)
 
-    logger.warning("download failed %s code=%s: %s", log_ids, exc.code, exc.message)
+    size_fields = {} if exc.digests is None else {"size_bytes": exc.digests.size_bytes}
+    logger.warning(
+        "download failed %s code=%s: %s", log_ids, exc.code, exc.message,
+        extra={**log_fields, **size_fields, "error_code": exc.code},
+    )
     await storage.remove(storage.partial_path(job_id))
     measured = {}
     if exc.digests is not None:
@@ -288,6 +318,7 @@ async def _handle_failure(
             "sha256_hash": exc.digests.sha256,
         }
     if await finish_job(job, JobState.FAILED, exc.code, exc.message, **measured):
+        record_download_finished(JobState.FAILED, exc.code)
         await record_event(
             job.organization, "download_failed", ACTOR, image_record_id=job.image_record_id,
             img_id=job.img_id, job_id=job_id, message=f"{exc.code}: {exc.message}",

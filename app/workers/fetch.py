@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from app.hashing import DigestingFileWriter, FileDigests, hash_file_prefix
+from app.metrics import count_download_bytes
 from app.timeutil import utc_now
 from app.validation import file_suffix
 
@@ -258,6 +259,7 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
             sniffed = start > 0
             async for data in response.aiter_raw():
                 received_bytes += len(data)
+                count_download_bytes(len(data))
                 if not sniffed:
                     sniffed = True
                     if decoder is None and _looks_like_html(data):

@@ -9,8 +9,10 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from app.config import Settings, get_settings
+from app.metrics import instrument_job, running_jobs
 from app.storage import Storage
 from app.workers.download import download_image
+from app.workers.heartbeat import WorkerHeartbeat
 from app.workers.periodic import run_minute_tasks
 from app.workers.schedules import dispatch_schedules
 
@@ -52,14 +54,25 @@ async def startup(ctx: dict[str, Any]) -> None:
         from app.database import connect_database
 
         await connect_database(settings)
+    heartbeat = WorkerHeartbeat(
+        ctx["redis"], settings.queue_name, settings.worker_heartbeat_interval_s, running_jobs
+    )
+    await heartbeat.start()
+    ctx["heartbeat"] = heartbeat
     ctx["minute_tasks"] = asyncio.create_task(run_minute_tasks(ctx), name="minute-tasks")
-    logger.info("worker started: queue=%s storage=%s", settings.queue_name, storage.root)
+    logger.info(
+        "worker started: queue=%s storage=%s id=%s", settings.queue_name, storage.root,
+        heartbeat.worker_id, extra={"worker_id": heartbeat.worker_id},
+    )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     minute_tasks = ctx.get("minute_tasks")
     if minute_tasks is not None:
         minute_tasks.cancel()
+    heartbeat = ctx.get("heartbeat")
+    if heartbeat is not None:
+        await heartbeat.stop()
     client = ctx.get("http_client")
     if client is not None:
         await client.aclose()
@@ -71,7 +84,7 @@ def create_worker(settings: Settings, *, redis_pool: Any = None, ctx: dict[str, 
     redis_settings = None if redis_pool is not None else RedisSettings.from_dsn(settings.redis_url or "")
     return Worker(
         functions=[
-            func(download_image, name="download_image", max_tries=ARQ_MAX_TRIES, timeout=JOB_TIMEOUT_S),
+            func(instrument_job(download_image), name="download_image", max_tries=ARQ_MAX_TRIES, timeout=JOB_TIMEOUT_S),
             # Normally run by the minute task; enqueue it by name for an extra dispatch pass.
             func(dispatch_schedules, name="dispatch_schedules", max_tries=1, timeout=DISPATCH_TIMEOUT_S),
         ],
