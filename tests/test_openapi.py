@@ -1,14 +1,20 @@
 """The OpenAPI document (API-key scheme, read-only fields, examples) and the offline docs pages."""
 
+import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from app.models import openapi_examples as examples
+from app.models import schemas
 from app.models.schemas import (
+    CLIENT_FIELDS,
     SERVER_OWNED_FIELDS,
     AuditEntry,
     DownloadOptions,
@@ -17,10 +23,19 @@ from app.models.schemas import (
     ImageSummary,
     ImageWrite,
     JobStatus,
+    ReceiveResult,
+    ScheduleOptions,
+    SchedulePublic,
+    ScheduleSave,
+    ScheduleSearchOptions,
     TriggerResult,
+    UploadStatus,
+    UploadStatusRequest,
 )
+from app.routers import catalog, files, images, jobs, schedules
 
 API_PREFIX = "/ux/nccm/os-image/"
+Example = tuple[str, dict[str, Any], Any]
 OPERATIONS_WITHOUT_KEY = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics")}
 
 
@@ -86,7 +101,14 @@ def test_every_operation_has_example(openapi: dict[str, Any]) -> None:
         success = [code for code in operation["responses"] if code.startswith("2")]
         assert success, where
         for code in success:
-            content = operation["responses"][code].get("content")
+            response = operation["responses"][code]
+            for name, header in response.get("headers", {}).items():
+                assert "example" in header, f"{where}: response {code} header {name} has no example"
+            content = response.get("content")
+            if method == "head":
+                # A response to HEAD has no body, so only its headers can be shown.
+                assert content is None, f"{where}: response {code} declares a body"
+                continue
             if content is None:
                 assert code == "204", where
                 continue
@@ -96,11 +118,20 @@ def test_every_operation_has_example(openapi: dict[str, Any]) -> None:
                 assert parameter["schema"].get("examples"), f"{where}: path parameter {parameter['name']}"
 
 
+def test_image_fields_all_classified() -> None:
+    classified = set(SERVER_OWNED_FIELDS) | set(CLIENT_FIELDS) | {"creation_time"}
+    assert set(ImagePublic.model_fields) == classified
+    assert not set(SERVER_OWNED_FIELDS) & set(CLIENT_FIELDS)
+
+
 def test_server_owned_fields_read_only(openapi: dict[str, Any]) -> None:
     properties = openapi["components"]["schemas"]["ImagePublic"]["properties"]
     read_only = {name for name, field in properties.items() if field.get("readOnly")}
     assert read_only == set(SERVER_OWNED_FIELDS)
-    for name in ("id", "image_id", "sha256_hash", "file_status", "md5_verified", "uploader_profile"):
+    for name in (
+        "id", "image_id", "sha256_hash", "file_status", "md5_verified", "uploader_profile",
+        "served_count", "served_bytes",
+    ):
         assert properties[name]["readOnly"] is True
 
 
@@ -114,7 +145,10 @@ def test_client_fields_writable(openapi: dict[str, Any]) -> None:
 
 
 def test_status_schemas_fully_read_only(openapi: dict[str, Any]) -> None:
-    for schema in ("JobStatus", "AuditEntry", "DownloadOptions"):
+    for schema in (
+        "JobStatus", "AuditEntry", "DownloadOptions", "UploadStatus", "ReceiveResult",
+        "SchedulePublic", "ScheduleOptions", "ScheduleSearchOptions",
+    ):
         properties = openapi["components"]["schemas"][schema]["properties"]
         assert all(field.get("readOnly") for field in properties.values()), schema
 
@@ -128,13 +162,133 @@ def test_status_schemas_fully_read_only(openapi: dict[str, Any]) -> None:
         (ImageSummary, examples.IMAGE_SUMMARY),
         (JobStatus, examples.JOB_STATUS),
         (TriggerResult, {"jobs": [examples.QUEUED_JOB_STATUS]}),
+        (TriggerResult, {"jobs": [examples.CANCELLED_JOB_STATUS]}),
         (AuditEntry, examples.AUDIT_ENTRY),
         (DownloadOptions, examples.DOWNLOAD_OPTIONS),
+        (ImageWrite, examples.CISCO_IMAGE_WRITE),
+        (ImagePublic, examples.CISCO_IMAGE_PUBLIC),
+        (ReceiveResult, examples.RECEIVE_RESULT),
+        (UploadStatusRequest, {"img_id": "eos-4.30"}),
+        (UploadStatusRequest, {"id": examples.IMAGE_RECORD_ID}),
+        (UploadStatus, examples.UPLOAD_STATUS_PARTIAL),
+        (UploadStatus, examples.UPLOAD_STATUS_COMPLETE),
+        (ScheduleSave, examples.SCHEDULE_SAVE),
+        (ScheduleSave, examples.SCHEDULE_CHANGE),
+        (SchedulePublic, examples.SCHEDULE_PUBLIC),
+        (SchedulePublic, examples.DISABLED_SCHEDULE_PUBLIC),
+        (SchedulePublic, examples.DELETED_SCHEDULE_PUBLIC),
+        (ScheduleOptions, examples.SCHEDULE_OPTIONS),
+        (ScheduleSearchOptions, examples.SCHEDULE_SEARCH_OPTIONS),
     ],
 )
 def test_examples_match_models(model: type[BaseModel], example: dict[str, Any]) -> None:
     parsed = model.model_validate(example)
     assert set(example) <= set(type(parsed).model_fields)
+
+
+def media_examples(where: str, schema: dict[str, Any], media: dict[str, Any]) -> Iterator[Example]:
+    if "example" in media:
+        yield where, schema, media["example"]
+    for name, example in media.get("examples", {}).items():
+        # schemathesis would send an Example Object without `value` as the body itself.
+        assert "value" in example, f"{where} example {name} has no value"
+        yield f"{where} example {name}", schema, example["value"]
+
+
+def declared_examples(openapi: dict[str, Any]) -> Iterator[Example]:
+    """Yield (where, schema, example) for each example the code declares, with its published schema.
+
+    The examples come from the models and routers, not from the document, because FastAPI drops
+    every null value from the examples it publishes.
+    """
+    components = openapi["components"]["schemas"]
+    for model in vars(schemas).values():
+        if isinstance(model, type) and issubclass(model, BaseModel) and model.__name__ in components:
+            for example in model.model_json_schema().get("examples", []):
+                yield f"schema {model.__name__}", components[model.__name__], example
+    for router in (catalog.router, files.router, images.router, jobs.router, schedules.router):
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            path = API_PREFIX.rstrip("/") + route.path
+            for method in sorted(route.methods):
+                where = f"{method} {path}"
+                operation = openapi["paths"][path][method.lower()]
+                body = (route.openapi_extra or {}).get("requestBody", {})
+                for media_type, media in body.get("content", {}).items():
+                    schema = operation["requestBody"]["content"][media_type]["schema"]
+                    yield from media_examples(f"{where} request body {media_type}", schema, media)
+                for code, response in route.responses.items():
+                    published = operation["responses"][str(code)]
+                    for media_type, media in response.get("content", {}).items():
+                        schema = published["content"][media_type].get("schema", {})
+                        yield from media_examples(f"{where} response {code} {media_type}", schema, media)
+                    for name, header in response.get("headers", {}).items():
+                        yield f"{where} response {code} header {name}", header["schema"], header["example"]
+                for parameter in operation.get("parameters", []):
+                    for example in parameter["schema"].get("examples", []):
+                        yield f"{where} parameter {parameter['name']}", parameter["schema"], example
+
+
+def test_declared_examples_match_schemas(openapi: dict[str, Any]) -> None:
+    checked = set()
+    for where, schema, example in declared_examples(openapi):
+        # jsonschema-rs comes with schemathesis, which validates responses with it. The components
+        # sit beside the schema, so its `#/components/...` references resolve.
+        validator = jsonschema_rs.Draft202012Validator({**schema, "components": openapi["components"]})
+        errors = [error.message for error in validator.iter_errors(example)]
+        assert not errors, f"{where}: {errors}"
+        checked.add(where)
+    for where in (
+        "schema SchedulePublic",
+        "POST /ux/nccm/os-image/cancel-osdownload/ response 200 application/json",
+        "POST /ux/nccm/os-image/os-img-recve/ request body application/json example records",
+        "PUT /ux/nccm/os-image/{id}/file/ request body multipart/form-data example swi",
+        "HEAD /ux/nccm/os-image/{id}/file/ response 206 header Content-Range",
+        "GET /ux/nccm/os-image/os-schedule-detail/ parameter id",
+    ):
+        assert where in checked, where
+
+
+async def test_schedule_examples_accepted(acme: httpx.AsyncClient) -> None:
+    created = await acme.post(API_PREFIX, json=examples.IMAGE_WRITE)
+    assert created.status_code == 201, created.text
+    image_id = created.json()["id"]
+
+    saved = await acme.post(
+        f"{API_PREFIX}save-osimage-schedule-info/",
+        json={**examples.SCHEDULE_SAVE, "image_ids": [image_id]},
+    )
+    assert saved.status_code == 200, saved.text
+    schedule = saved.json()
+    for name in (
+        "organization", "name", "description", "frequency", "time_zone", "start_time",
+        "start_local_time", "end_time", "end_local_time", "weekdays", "day_of_month",
+        "cron_expression", "enabled", "status", "is_deleted",
+    ):
+        assert schedule[name] == examples.SCHEDULE_PUBLIC[name], name
+
+    search_options = await acme.get(f"{API_PREFIX}os-schedule-search-options/")
+    assert search_options.status_code == 200, search_options.text
+    # The example names the image by its example id; this database gave it another one.
+    expected = json.dumps(examples.SCHEDULE_SEARCH_OPTIONS).replace(examples.IMAGE_RECORD_ID, image_id)
+    assert search_options.json() == json.loads(expected)
+
+    changed = await acme.post(
+        f"{API_PREFIX}save-osimage-schedule-info/",
+        json={**examples.SCHEDULE_CHANGE, "id": schedule["id"]},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["weekdays"] == examples.SCHEDULE_CHANGE["weekdays"]
+    assert changed.json()["name"] == examples.SCHEDULE_SAVE["name"]
+
+
+async def test_schedule_options_example_matches_response(acme: httpx.AsyncClient) -> None:
+    response = await acme.get(f"{API_PREFIX}os-schedule-options/")
+    assert response.status_code == 200, response.text
+    options = response.json()
+    example = dict(examples.SCHEDULE_OPTIONS)
+    assert set(example.pop("time_zones")) <= set(options.pop("time_zones"))
+    assert options == example
 
 
 async def test_docs_pages_use_local_assets(client: httpx.AsyncClient) -> None:

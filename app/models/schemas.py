@@ -68,7 +68,7 @@ MAX_SCHEDULE_IMAGES = 100
 SERVER_OWNED_FIELDS = (
     "id", "last_update_time", "image_id", "download_status_obj", "uploader_profile",
     "modified_time", "is_deleted", "job_iteration_id", "job_id", "sha256_hash", "file_status",
-    "md5_verified",
+    "md5_verified", "served_count", "served_bytes",
 )
 CLIENT_FIELDS = (
     "img_id", "organization", "vendor", "description", "ostype", "series", "model", "os_version",
@@ -351,12 +351,18 @@ class AuditEntry(BaseModel):
     details: dict[str, Any]
 
 
+_add_upload_status_examples = schema_extra({"img_id": "eos-4.30"}, {"id": examples.IMAGE_RECORD_ID})
+
+
+def _names_one_image_schema(schema: dict[str, Any]) -> None:
+    _add_upload_status_examples(schema)
+    schema["anyOf"] = _NAMES_AN_IMAGE["anyOf"][:2]
+
+
 class UploadStatusRequest(BaseModel):
     """Names the image: `id` (record id) or `img_id`."""
 
-    model_config = ConfigDict(
-        extra="ignore", json_schema_extra={"anyOf": _NAMES_AN_IMAGE["anyOf"][:2]}
-    )
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_names_one_image_schema)
 
     id: Annotated[str, StringConstraints(min_length=1)] | SkipJsonSchema[None] = None
     img_id: Annotated[str, StringConstraints(min_length=1, max_length=25)] | SkipJsonSchema[None] = None
@@ -365,6 +371,12 @@ class UploadStatusRequest(BaseModel):
 
 class UploadStatus(BaseModel):
     """Upload state of one image."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(
+            examples.UPLOAD_STATUS_PARTIAL, examples.UPLOAD_STATUS_COMPLETE, read_only="all"
+        )
+    )
 
     id: str
     img_id: str
@@ -402,6 +414,10 @@ class UploadStatus(BaseModel):
 
 class ReceiveResult(BaseModel):
     """Outcome of pushing image records: each record, and what happened to it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.RECEIVE_RESULT, read_only="all")
+    )
 
     created: list[str]
     updated: list[str]
@@ -472,7 +488,10 @@ class ScheduleSave(BaseModel):
     value of every field it leaves out. Unknown and server-owned fields are ignored.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra=schema_extra(examples.SCHEDULE_SAVE, examples.SCHEDULE_CHANGE),
+    )
 
     id: str | None = Field(default=None, description="Id of the schedule to change; omit to create one.")
     organization: OrganizationName | None = Field(
@@ -562,6 +581,10 @@ class ScheduleRunPublic(BaseModel):
 class SchedulePublic(BaseModel):
     """A download schedule as the API returns it."""
 
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.SCHEDULE_PUBLIC, read_only="all")
+    )
+
     id: str
     organization: str
     name: str
@@ -643,6 +666,10 @@ class ScheduleDefaults(BaseModel):
 class ScheduleOptions(BaseModel):
     """Choices and defaults for schedule forms."""
 
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.SCHEDULE_OPTIONS, read_only="all")
+    )
+
     frequencies: list[FrequencyOption]
     time_zones: list[str]
     weekdays: list[WeekdayOption]
@@ -667,6 +694,10 @@ class ImageChoice(BaseModel):
 
 class ScheduleSearchOptions(BaseModel):
     """The fields os-schedule-details filters by, with the values in use."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_extra(examples.SCHEDULE_SEARCH_OPTIONS, read_only="all")
+    )
 
     fields: list[ScheduleSearchField]
     images: list[ImageChoice] = Field(description="Images named by schedules, for the image_id filter.")

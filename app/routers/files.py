@@ -13,9 +13,11 @@ from app.auth import CallerDep, check_organization
 from app.config import Settings
 from app.dependencies import SettingsDep, StorageDep
 from app.errors import ErrorBody, InvalidInput, NotFound, UploadTimeout
+from app.models import openapi_examples as examples
 from app.models.documents import FileStatus
 from app.models.schemas import UploadStatus, UploadStatusRequest
 from app.multipart_stream import MultipartFileStream
+from app.routers.images import ImageRecordId
 from app.services import images as image_service
 from app.services import serving, uploads
 
@@ -24,6 +26,10 @@ router = APIRouter(tags=["files"])
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
+_FILE_SAMPLE = (
+    f"A .swi file is a ZIP archive, so EOS-4.30.1F.swi ({examples.SIZE_BYTES} bytes) starts with "
+    "these 4 bytes, the ZIP signature."
+)
 _UPLOAD_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -34,13 +40,31 @@ _UPLOAD_OPENAPI: dict[str, Any] = {
             "returns the offset to continue from."
         ),
         "content": {
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "examples": {
+                    "swi": {
+                        "summary": "The start of EOS-4.30.1F.swi",
+                        "description": (
+                            "The body is the whole file, or one Content-Range piece. " + _FILE_SAMPLE
+                        ),
+                        "value": examples.SWI_LEADING_BYTES,
+                    }
+                },
+            },
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
                     "properties": {"file": {"type": "string", "format": "binary"}},
                     "required": ["file"],
-                }
+                },
+                "examples": {
+                    "swi": {
+                        "summary": "The start of EOS-4.30.1F.swi as the file part",
+                        "description": "The part holds the whole file. " + _FILE_SAMPLE,
+                        "value": {"file": examples.SWI_LEADING_BYTES},
+                    }
+                },
             },
         },
     }
@@ -98,14 +122,19 @@ def _declared_length(value: str | None) -> int | None:
     status_code=status.HTTP_201_CREATED,
     openapi_extra=_UPLOAD_OPENAPI,
     responses={
-        200: {"model": UploadStatus, "description": "A Content-Range piece was kept; continue at `offset`."},
+        200: {
+            "model": UploadStatus,
+            "description": "A Content-Range piece was kept; continue at `offset`.",
+            "content": {"application/json": {"example": examples.UPLOAD_STATUS_PARTIAL}},
+        },
+        201: {"content": {"application/json": {"example": examples.UPLOAD_STATUS_COMPLETE}}},
         408: {"model": ErrorBody, "description": "The client sent nothing for UPLOAD_IDLE_TIMEOUT_S."},
         413: {"model": ErrorBody, "description": "The file is larger than MAX_IMAGE_SIZE_BYTES."},
     },
 )
 async def upload_file(
     caller: CallerDep,
-    id: str,
+    id: ImageRecordId,
     request: Request,
     response: Response,
     settings: SettingsDep,
@@ -172,23 +201,84 @@ async def read_upload_status(
     return UploadStatus.from_image(image, await storage.size_of(storage.upload_path(str(image.id))))
 
 
-_SERVE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/octet-stream": {}}, "description": "The verified file."},
-    206: {"description": "The requested byte range."},
+def _file_header(description: str, example: str) -> dict[str, Any]:
+    return {"description": description, "required": True, "schema": {"type": "string"}, "example": example}
+
+
+_FILE_HEADERS: dict[str, Any] = {
+    "ETag": _file_header("The file's SHA-256 in hex, quoted.", examples.FILE_HEADERS["ETag"]),
+    "Repr-Digest": _file_header(
+        "The file's SHA-256 in base64, as RFC 9530 defines it.", examples.FILE_HEADERS["Repr-Digest"]
+    ),
+    "Digest": _file_header(
+        "The same SHA-256 in the older RFC 3230 form.", examples.FILE_HEADERS["Digest"]
+    ),
+    "X-Image-MD5": _file_header(
+        "The file's MD5 in hex; empty when the record has none.", examples.FILE_HEADERS["X-Image-MD5"]
+    ),
+    "Content-Disposition": _file_header(
+        "attachment, with the record's file_name, else img_id.bin.",
+        examples.FILE_HEADERS["Content-Disposition"],
+    ),
+}
+_RANGE_HEADERS: dict[str, Any] = {
+    **_FILE_HEADERS,
+    "Content-Range": _file_header(
+        "The bytes sent and the file's size.", examples.FILE_RANGE_HEADERS["Content-Range"]
+    ),
+}
+_FILE_CONTENT: dict[str, Any] = {
+    "application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"},
+        "examples": {
+            "swi": {
+                "summary": "The start of EOS-4.30.1F.swi",
+                "description": "The body is the whole file. " + _FILE_SAMPLE,
+                "value": examples.SWI_LEADING_BYTES,
+            }
+        },
+    }
+}
+_RANGE_CONTENT: dict[str, Any] = {
+    "application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"},
+        "examples": {
+            "first_bytes": {
+                "summary": "Range: bytes=0-3 of EOS-4.30.1F.swi",
+                "description": _FILE_SAMPLE,
+                "value": examples.SWI_LEADING_BYTES,
+            }
+        },
+    }
+}
+_SERVE_ERRORS: dict[int | str, dict[str, Any]] = {
     304: {"description": "The file matches If-None-Match."},
     404: {"description": "No such image, or it has no verified file yet."},
     416: {"description": "The range is outside the file."},
 }
+_SERVE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The verified file.", "headers": _FILE_HEADERS, "content": _FILE_CONTENT},
+    206: {"description": "The requested byte range.", "headers": _RANGE_HEADERS, "content": _RANGE_CONTENT},
+    **_SERVE_ERRORS,
+}
+# A response to HEAD has no body (RFC 9110, section 9.3.2), so these declare only the headers.
+_HEAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The headers of the verified file.", "headers": _FILE_HEADERS},
+    206: {"description": "The headers of the requested byte range.", "headers": _RANGE_HEADERS},
+    **_SERVE_ERRORS,
+}
 
 
 @router.get("/{id}/file/", response_class=FileResponse, responses=_SERVE_RESPONSES)
-async def download_file(caller: CallerDep, id: str, request: Request, storage: StorageDep) -> Response:
+async def download_file(caller: CallerDep, id: ImageRecordId, request: Request, storage: StorageDep) -> Response:
     """Serve the image's verified file, with Range, ETag (the SHA-256) and digest headers."""
     return await _serve_file(caller, id, request, storage)
 
 
-@router.head("/{id}/file/", response_class=FileResponse, responses=_SERVE_RESPONSES)
-async def read_file_headers(caller: CallerDep, id: str, request: Request, storage: StorageDep) -> Response:
+@router.head("/{id}/file/", response_class=FileResponse, responses=_HEAD_RESPONSES)
+async def read_file_headers(
+    caller: CallerDep, id: ImageRecordId, request: Request, storage: StorageDep
+) -> Response:
     """Send the headers a GET of the file would send, without the body."""
     return await _serve_file(caller, id, request, storage)
 

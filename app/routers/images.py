@@ -9,8 +9,8 @@ from pydantic import TypeAdapter, ValidationError
 from app.auth import CallerDep
 from app.dependencies import QueueDep, SettingsDep, StorageDep
 from app.errors import InvalidInput, NotFound
+from app.models import openapi_examples as examples
 from app.models.documents import FileStatus
-from app.models.openapi_examples import IMAGE_RECORD_ID
 from app.models.schemas import (
     ImagePatch,
     ImagePublic,
@@ -27,7 +27,7 @@ router = APIRouter(tags=["images"])
 
 FilterText = Annotated[str | None, Query(max_length=255)]
 ImageRecordId = Annotated[
-    str, Path(description="The image record's id, 24 hex digits.", examples=[IMAGE_RECORD_ID])
+    str, Path(description="The image record's id, 24 hex digits.", examples=[examples.IMAGE_RECORD_ID])
 ]
 
 
@@ -95,10 +95,19 @@ _RECEIVE_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "One image record, or a list of up to 500.",
-        "content": {"application/json": {"schema": {"oneOf": [
-            {"$ref": "#/components/schemas/ImageWrite"},
-            {"type": "array", "items": {"$ref": "#/components/schemas/ImageWrite"}, "maxItems": 500},
-        ]}}},
+        "content": {"application/json": {
+            "schema": {"oneOf": [
+                {"$ref": "#/components/schemas/ImageWrite"},
+                {"type": "array", "items": {"$ref": "#/components/schemas/ImageWrite"}, "maxItems": 500},
+            ]},
+            "examples": {
+                "records": {
+                    "summary": "Two records",
+                    "value": [examples.IMAGE_WRITE, examples.CISCO_IMAGE_WRITE],
+                },
+                "record": {"summary": "One record", "value": examples.CISCO_IMAGE_WRITE},
+            },
+        }},
     }
 }
 

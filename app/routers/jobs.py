@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Response, status
 from app.auth import Caller, CallerDep, check_organization
 from app.dependencies import QueueDep, SettingsDep, StorageDep
 from app.errors import InvalidInput
+from app.models import openapi_examples as examples
 from app.models.documents import DownloadJob, JobState, OsImage
 from app.models.schemas import OBJECT_ID_PATTERN, AuditEntry, JobStatus, TriggerRequest, TriggerResult
 from app.services import images as image_service
@@ -30,7 +31,11 @@ async def trigger_download(
     return TriggerResult(jobs=[JobStatus.from_document(job) for job in jobs])
 
 
-@router.post("/cancel-osdownload/", response_model=TriggerResult)
+@router.post(
+    "/cancel-osdownload/",
+    response_model=TriggerResult,
+    responses={200: {"content": {"application/json": {"example": {"jobs": [examples.CANCELLED_JOB_STATUS]}}}}},
+)
 async def cancel_download(
     caller: CallerDep, body: TriggerRequest, queue: QueueDep, storage: StorageDep
 ) -> TriggerResult:

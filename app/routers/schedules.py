@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from app.auth import CallerDep
+from app.models import openapi_examples as examples
 from app.models.documents import DownloadSchedule
 from app.models.schemas import (
     MAX_SCHEDULE_IMAGES,
@@ -24,7 +25,7 @@ from app.services import schedules as schedule_service
 
 router = APIRouter(tags=["schedules"])
 
-ScheduleId = Annotated[str, Query(description="The schedule's id.")]
+ScheduleId = Annotated[str, Query(description="The schedule's id.", examples=[examples.SCHEDULE_ID])]
 FilterText = Annotated[str | None, Query(max_length=255)]
 
 FREQUENCY_HELP = {
@@ -114,7 +115,11 @@ async def read_schedule(caller: CallerDep, id: ScheduleId) -> SchedulePublic:
     return await _public(schedule)
 
 
-@router.get("/os-schedule-toggle-state/", response_model=SchedulePublic)
+@router.get(
+    "/os-schedule-toggle-state/",
+    response_model=SchedulePublic,
+    responses={200: {"content": {"application/json": {"example": examples.DISABLED_SCHEDULE_PUBLIC}}}},
+)
 async def toggle_schedule(
     caller: CallerDep,
     id: ScheduleId,
@@ -128,7 +133,11 @@ async def toggle_schedule(
     return await _public(schedule)
 
 
-@router.get("/os-schedule-delete/", response_model=SchedulePublic)
+@router.get(
+    "/os-schedule-delete/",
+    response_model=SchedulePublic,
+    responses={200: {"content": {"application/json": {"example": examples.DELETED_SCHEDULE_PUBLIC}}}},
+)
 async def delete_schedule(caller: CallerDep, id: ScheduleId) -> SchedulePublic:
     """Delete a schedule; it never runs again. Returns it as deleted. Queued downloads stay."""
     schedule = await schedule_service.get_schedule(caller, id)
