@@ -253,7 +253,7 @@ _RANGE_CONTENT: dict[str, Any] = {
 }
 _SERVE_ERRORS: dict[int | str, dict[str, Any]] = {
     304: {"description": "The file matches If-None-Match."},
-    404: {"description": "No such image, or it has no verified file yet."},
+    404: {"model": ErrorBody, "description": "No such image, or it has no verified file yet."},
     416: {"description": "The range is outside the file."},
 }
 _SERVE_RESPONSES: dict[int | str, dict[str, Any]] = {
