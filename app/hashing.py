@@ -1,17 +1,23 @@
 """Write a stream of chunks to a file while computing its MD5 and SHA-256, off the event loop.
 
-Each chunk goes to two threads at once: one writes it and updates the MD5, the other updates the
-SHA-256 (hashlib releases the GIL on large buffers, so both run in parallel with the event loop).
-Only one chunk is in flight: `write` waits for the previous chunk before it hands over the next,
-which bounds memory to about two chunks however large the file is, and keeps the order.
+Each chunk goes to three single-thread executors at once: one writes it, one updates the MD5 and
+one the SHA-256. hashlib releases the GIL on large buffers, so the three run in parallel with each
+other and with the event loop, and each executor keeps the chunks in order. At most
+MAX_CHUNKS_IN_FLIGHT chunks are handed over and not yet done: `write` waits for the oldest before
+it hands over another, which bounds memory however large the file is.
 """
 
 import asyncio
 import hashlib
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+# Enough to keep the three threads busy while the event loop receives the next chunk.
+MAX_CHUNKS_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -60,10 +66,13 @@ class DigestingFileWriter:
         self._file: BinaryIO | None = None
         self._md5 = hashlib.md5(usedforsecurity=False) if resume is None else resume.md5.copy()
         self._sha256 = hashlib.sha256() if resume is None else resume.sha256.copy()
-        self._in_flight: asyncio.Future[list[None]] | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="file-write")
+        self._md5_thread = ThreadPoolExecutor(1, thread_name_prefix="md5")
+        self._sha256_thread = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+        self._in_flight: deque[asyncio.Future[list[None]]] = deque()
 
     async def open(self) -> None:
-        self._file = await asyncio.to_thread(self._open)
+        self._file = await self._run(self._writer, self._open)
 
     def _open(self) -> BinaryIO:
         if not self._resume:
@@ -78,44 +87,59 @@ class DigestingFileWriter:
         """Return a copy of the digests so far; call only between writes, e.g. after `close`."""
         return HashState(self.size_bytes, self._md5.copy(), self._sha256.copy())
 
+    async def write(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        while len(self._in_flight) >= MAX_CHUNKS_IN_FLIGHT:
+            await self._wait_oldest()
+        assert self._file is not None
+        loop = asyncio.get_running_loop()
+        self._in_flight.append(asyncio.gather(
+            loop.run_in_executor(self._writer, self._file.write, chunk),
+            loop.run_in_executor(self._md5_thread, self._md5.update, chunk),
+            loop.run_in_executor(self._sha256_thread, self._sha256.update, chunk),
+        ))
+        self.size_bytes += len(chunk)
+
     async def close(self) -> None:
         """Flush, fsync and close, keeping the file for a later resume."""
-        await self._wait_in_flight()
-        await asyncio.to_thread(self._sync_and_close)
-
-    async def write(self, chunk: bytes) -> None:
-        await self._wait_in_flight()
-        loop = asyncio.get_running_loop()
-        self._in_flight = asyncio.gather(
-            loop.run_in_executor(None, self._write_and_md5, chunk),
-            loop.run_in_executor(None, self._sha256.update, chunk),
-        )
-        self.size_bytes += len(chunk)
+        try:
+            await self._wait_all()
+            await self._run(self._writer, self._sync_and_close)
+        finally:
+            self._shutdown()
 
     async def finish(self) -> FileDigests:
         """Flush and fsync the file, close it, and return its size and digests."""
-        await self._wait_in_flight()
-        await asyncio.to_thread(self._sync_and_close)
+        await self.close()
         return FileDigests(self.size_bytes, self._md5.hexdigest(), self._sha256.hexdigest())
 
     async def discard(self) -> None:
         """Close and delete the file; safe to call after an error or a cancellation."""
-        if self._in_flight is not None:
-            # Let a running write finish before the file is closed under it.
-            await asyncio.gather(self._in_flight, return_exceptions=True)
-            self._in_flight = None
-        await asyncio.to_thread(self._close_and_unlink)
+        # Let running writes finish before the file is closed under them.
+        while self._in_flight:
+            await asyncio.gather(self._in_flight.popleft(), return_exceptions=True)
+        try:
+            await asyncio.to_thread(self._close_and_unlink)
+        finally:
+            self._shutdown()
 
-    async def _wait_in_flight(self) -> None:
-        if self._in_flight is not None:
-            # Shielded: a cancelled job must not drop track of threads still using the file.
-            await asyncio.shield(self._in_flight)
-            self._in_flight = None
+    async def _wait_oldest(self) -> None:
+        # Shielded: a cancelled job must not drop track of threads still using the file.
+        await asyncio.shield(self._in_flight[0])
+        self._in_flight.popleft()
 
-    def _write_and_md5(self, chunk: bytes) -> None:
-        assert self._file is not None
-        self._file.write(chunk)
-        self._md5.update(chunk)
+    async def _wait_all(self) -> None:
+        while self._in_flight:
+            await self._wait_oldest()
+
+    @staticmethod
+    async def _run(executor: ThreadPoolExecutor, function, *args):  # type: ignore[no-untyped-def]
+        return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+
+    def _shutdown(self) -> None:
+        for executor in (self._writer, self._md5_thread, self._sha256_thread):
+            executor.shutdown(wait=False)
 
     def _sync_and_close(self) -> None:
         assert self._file is not None

@@ -255,11 +255,13 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
             length_header = response.headers.get("Content-Length")
             declared_bytes = int(length_header) if length_header and length_header.isdigit() else None
             total_for_progress = found.total_bytes if decoder is None else None
-            buffer = bytearray()
+            # Reads come in pieces of up to 256 KiB; they are joined into chunks of chunk_bytes,
+            # once each, before the hashing threads get them.
+            parts: list[bytes] = []
+            pending_bytes = 0
             sniffed = start > 0
             async for data in response.aiter_raw():
                 received_bytes += len(data)
-                count_download_bytes(len(data))
                 if not sniffed:
                     sniffed = True
                     if decoder is None and _looks_like_html(data):
@@ -267,12 +269,16 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
                             "unexpected_content",
                             f"source returned an HTML page instead of {request.file_name}",
                         )
-                buffer += data
-                if len(buffer) >= request.chunk_bytes:
-                    await _write(writer, decoder, bytes(buffer), request)
-                    buffer.clear()
+                parts.append(data)
+                pending_bytes += len(data)
+                if pending_bytes >= request.chunk_bytes:
+                    await _write(writer, decoder, b"".join(parts), request)
+                    count_download_bytes(pending_bytes)
+                    parts.clear()
+                    pending_bytes = 0
                     await on_progress(start + received_bytes, total_for_progress)
-            await _write(writer, decoder, bytes(buffer), request, final=True)
+            await _write(writer, decoder, b"".join(parts), request, final=True)
+            count_download_bytes(pending_bytes)
 
         if declared_bytes is not None and received_bytes < declared_bytes:
             raise DownloadError(
