@@ -23,6 +23,16 @@ from app.services import serving, uploads
 
 router = APIRouter(tags=["files"])
 
+
+class ImageFileResponse(FileResponse):
+    """A file response that reads 1 MiB at a time instead of Starlette's 64 KiB.
+
+    Servers without zero-copy file sending (uvicorn has none) pass every read through the event
+    loop, so fewer, larger reads serve multi-GB images faster for the same memory per request.
+    """
+
+    chunk_size = 1024 * 1024
+
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
@@ -307,7 +317,7 @@ async def _serve_file(caller: CallerDep, id: str, request: Request, storage: Sto
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     if request.method == "GET":
         await serving.record_served(caller, image, request.headers.get("range"))
-    return FileResponse(
+    return ImageFileResponse(
         path,
         media_type="application/octet-stream",
         filename=image.file_name or f"{image.img_id}.bin",
