@@ -18,6 +18,9 @@ from typing import BinaryIO
 
 # Enough to keep the three threads busy while the event loop receives the next chunk.
 MAX_CHUNKS_IN_FLIGHT = 4
+# The writer thread flushes dirty pages to disk every this many bytes, in parallel with the
+# receiving and hashing, so the fsync before verification finds little left to write.
+SYNC_EVERY_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class DigestingFileWriter:
         self._md5_thread = ThreadPoolExecutor(1, thread_name_prefix="md5")
         self._sha256_thread = ThreadPoolExecutor(1, thread_name_prefix="sha256")
         self._in_flight: deque[asyncio.Future[list[None]]] = deque()
+        self._unsynced_bytes = 0
 
     async def open(self) -> None:
         self._file = await self._run(self._writer, self._open)
@@ -95,7 +99,7 @@ class DigestingFileWriter:
         assert self._file is not None
         loop = asyncio.get_running_loop()
         self._in_flight.append(asyncio.gather(
-            loop.run_in_executor(self._writer, self._file.write, chunk),
+            loop.run_in_executor(self._writer, self._write_chunk, chunk),
             loop.run_in_executor(self._md5_thread, self._md5.update, chunk),
             loop.run_in_executor(self._sha256_thread, self._sha256.update, chunk),
         ))
@@ -140,6 +144,15 @@ class DigestingFileWriter:
     def _shutdown(self) -> None:
         for executor in (self._writer, self._md5_thread, self._sha256_thread):
             executor.shutdown(wait=False)
+
+    def _write_chunk(self, chunk: bytes) -> None:
+        assert self._file is not None
+        self._file.write(chunk)
+        self._unsynced_bytes += len(chunk)
+        if self._unsynced_bytes >= SYNC_EVERY_BYTES:
+            self._file.flush()
+            os.fdatasync(self._file.fileno())
+            self._unsynced_bytes = 0
 
     def _sync_and_close(self) -> None:
         assert self._file is not None
