@@ -33,23 +33,33 @@ class HashState:
 
 
 async def hash_file_prefix(path: Path, size_bytes: int, chunk_bytes: int = 1024 * 1024) -> HashState:
-    """Hash the first `size_bytes` of `path` in a thread."""
-
-    def run() -> HashState:
-        md5 = hashlib.md5(usedforsecurity=False)
-        sha256 = hashlib.sha256()
-        remaining = size_bytes
+    """Hash the first `size_bytes` of `path`, reading in one thread and hashing in two more."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha256 = hashlib.sha256()
+    md5_thread = ThreadPoolExecutor(1, thread_name_prefix="md5")
+    sha256_thread = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+    loop = asyncio.get_running_loop()
+    in_flight: deque[asyncio.Future[list[None]]] = deque()
+    try:
         with open(path, "rb") as file:
+            remaining = size_bytes
             while remaining > 0:
-                chunk = file.read(min(chunk_bytes, remaining))
+                chunk = await asyncio.to_thread(file.read, min(chunk_bytes, remaining))
                 if not chunk:
                     raise OSError(f"{path} has fewer than {size_bytes} bytes")
-                md5.update(chunk)
-                sha256.update(chunk)
+                if len(in_flight) >= MAX_CHUNKS_IN_FLIGHT:
+                    await in_flight.popleft()
+                in_flight.append(asyncio.gather(
+                    loop.run_in_executor(md5_thread, md5.update, chunk),
+                    loop.run_in_executor(sha256_thread, sha256.update, chunk),
+                ))
                 remaining -= len(chunk)
-        return HashState(size_bytes, md5, sha256)
-
-    return await asyncio.to_thread(run)
+        while in_flight:
+            await in_flight.popleft()
+    finally:
+        md5_thread.shutdown(wait=False)
+        sha256_thread.shutdown(wait=False)
+    return HashState(size_bytes, md5, sha256)
 
 
 @dataclass(frozen=True)

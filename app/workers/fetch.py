@@ -231,6 +231,8 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
         headers["If-Range"] = known.if_range or ""
     writer: DigestingFileWriter | None = None
     keep_partial = False
+    # Received bytes not yet handed to the writer; kept too when an attempt ends early.
+    parts: list[bytes] = []
     start = 0
     received_bytes = 0
     declared_bytes: int | None = None
@@ -257,7 +259,6 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
             total_for_progress = found.total_bytes if decoder is None else None
             # Reads come in pieces of up to 256 KiB; they are joined into chunks of chunk_bytes,
             # once each, before the hashing threads get them.
-            parts: list[bytes] = []
             pending_bytes = 0
             sniffed = start > 0
             async for data in response.aiter_raw():
@@ -291,7 +292,7 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
         await _remove_partial(request, writer)
         raise
     except httpx.TimeoutException as exc:
-        await _end_attempt(request, writer, keep_partial)
+        await _end_attempt(request, writer, keep_partial, parts)
         raise DownloadError(
             "timeout", f"source stalled after {start + received_bytes} bytes: {type(exc).__name__}",
             retryable=True,
@@ -303,7 +304,7 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
         await _remove_partial(request, writer)
         raise DownloadError("http_status", f"a redirect led to an unsupported URL: {exc}") from exc
     except (httpx.TransportError, httpx.DecodingError) as exc:
-        await _end_attempt(request, writer, keep_partial)
+        await _end_attempt(request, writer, keep_partial, parts)
         code = "truncated" if received_bytes and declared_bytes else "connection_error"
         raise DownloadError(
             code,
@@ -322,7 +323,7 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
         raise
     except Exception:
         # A failure outside the transfer (the database, for one): the next attempt may resume.
-        await _end_attempt(request, writer, keep_partial)
+        await _end_attempt(request, writer, keep_partial, parts)
         raise
     except BaseException:
         # Cancellation: the job was cancelled or the worker is stopping.
@@ -337,10 +338,17 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
     return FetchResult(digests, start)
 
 
-async def _end_attempt(request: FetchRequest, writer: DigestingFileWriter | None, keep: bool) -> None:
-    """Keep the partial file for the next attempt when it can be resumed; otherwise remove it."""
+async def _end_attempt(
+    request: FetchRequest, writer: DigestingFileWriter | None, keep: bool, pending: list[bytes] = ()  # type: ignore[assignment]
+) -> None:
+    """Keep the partial file, with the `pending` bytes, for a resume if possible; else remove it.
+
+    Writing the pending bytes spares the next attempt asking the source for them again.
+    """
     if keep and writer is not None:
         try:
+            if pending:
+                await writer.write(b"".join(pending))
             await writer.close()
             return
         except OSError as exc:
