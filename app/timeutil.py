@@ -23,17 +23,20 @@ def format_rfc3339(value: datetime) -> str:
     return to_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_iso_datetime(text: str, example: str) -> datetime:
+    """Parse ISO 8601 text, `Z` included; a naive result stays naive. `example` goes in the error."""
+    text = text.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"invalid date-time: use {example}") from None
+
+
 def _parse_utc(value: object) -> object:
     if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(
-                "invalid date-time: use RFC 3339, e.g. 2026-01-31T16:02:56.596Z"
-            ) from None
+        value = parse_iso_datetime(value, "RFC 3339, e.g. 2026-01-31T16:02:56.596Z")
     if isinstance(value, datetime):
         try:
             return to_utc(value)

@@ -36,7 +36,7 @@ from app.scheduling import (
     parse_time_zone,
     parse_weekday,
 )
-from app.timeutil import UtcDateTime, format_rfc3339
+from app.timeutil import UtcDateTime, format_rfc3339, parse_iso_datetime
 from app.validation import check_file_name, check_source_url, normalise_md5
 
 Md5Hex = Annotated[str, AfterValidator(normalise_md5)]
@@ -432,16 +432,11 @@ SortField = StrEnum("SortField", {name: name for name in sorted(ImagePublic.mode
 def _parse_schedule_time(value: object) -> object:
     """Parse an ISO 8601 date-time, keeping a naive one naive (it is a wall time in time_zone)."""
     if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(
-                "invalid date-time: use ISO 8601, e.g. 2026-03-29T02:30 for a wall-clock time in "
-                "time_zone or 2026-03-29T00:30:00Z for an instant"
-            ) from None
+        return parse_iso_datetime(
+            value,
+            "ISO 8601, e.g. 2026-03-29T02:30 for a wall-clock time in time_zone or "
+            "2026-03-29T00:30:00Z for an instant",
+        )
     return value
 
 
