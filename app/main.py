@@ -14,7 +14,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import health, metrics
 from app.access_log import AccessLogMiddleware
-from app.auth import UNAUTHORIZED_RESPONSE
 from app.config import Settings, get_settings
 from app.docs import install_offline_docs
 from app.errors import ERROR_RESPONSES, install_error_handlers

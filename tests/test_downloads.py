@@ -13,7 +13,6 @@ from app.config import Settings
 from app.models.documents import DownloadJob, OsImage
 from tests.source_server import (
     Route,
-    SourceServer,
     cut_after,
     fail_then_serve,
     gzip_encoded,

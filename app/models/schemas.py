@@ -36,7 +36,7 @@ from app.scheduling import (
     parse_time_zone,
     parse_weekday,
 )
-from app.timeutil import UtcDateTime, format_rfc3339, parse_iso_datetime
+from app.timeutil import UtcDateTime, parse_iso_datetime
 from app.validation import check_file_name, check_source_url, normalise_md5
 
 Md5Hex = Annotated[str, AfterValidator(normalise_md5)]
