@@ -185,7 +185,7 @@ async def test_sha256_as_md5_fails_in_worker(acme, source, run_worker) -> None: 
     source.routes["/image.bin"] = Route(body=PAYLOAD)
     image_id = await create_image(acme, source.url("/image.bin"))
     await OsImage.get_pymongo_collection().update_one(
-        {"_id": PydanticObjectId(image_id)}, {"$set": {"md5_hash": PAYLOAD_SHA256}}
+        {"_id": PydanticObjectId(image_id)}, {"$set": {"md5_hash": PAYLOAD_SHA256, "md5_declared": True}}
     )
     response = await acme.post(f"{BASE}/trigger-osdownload/", json={"id": image_id})
     assert response.status_code == 422
@@ -378,3 +378,18 @@ async def test_audit_filters(acme, source, run_worker) -> None:  # type: ignore[
     assert future == []
     response = await acme.get(f"{BASE}/os-job-audit/", params={"image_id": "bogus"})
     assert response.status_code == 422
+
+
+async def test_redownload_of_changed_source(acme, source, run_worker, settings) -> None:  # type: ignore[no-untyped-def]
+    # Without a declared MD5, the first file's MD5 is a fact about that file, not a rule for the
+    # next one: a vendor who replaces the file at the URL gets the new file stored.
+    image_id, _, first = await download(acme, source, run_worker, Route(body=PAYLOAD))
+    assert first["md5_verified"] is False
+    newer = os.urandom(len(PAYLOAD))
+    source.routes["/image.bin"] = Route(body=newer)
+    await trigger(acme, id=image_id)
+    await run_worker()
+    job = await job_of(acme, image_id)
+    record = (await acme.get(f"{BASE}/{image_id}/")).json()
+    assert job["state"] == "succeeded", job
+    assert record["md5_hash"] == hashlib.md5(newer).hexdigest()

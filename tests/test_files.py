@@ -402,3 +402,39 @@ async def test_receive_other_organization(http) -> None:  # type: ignore[no-unty
     response = await http.post(f"{BASE}/os-img-recve/", json=records)
     assert response.status_code == 403
     assert (await http.get(f"{BASE}/")).json() == []
+
+
+async def test_undeclared_file_can_be_replaced(http, settings) -> None:  # type: ignore[no-untyped-def]
+    image_id = await new_image(http)
+    assert (await http.put(f"{BASE}/{image_id}/file", content=PAYLOAD)).status_code == 201
+    other = os.urandom(1000)
+    response = await http.put(f"{BASE}/{image_id}/file", content=other)
+    assert response.status_code == 201, response.text
+    record = (await http.get(f"{BASE}/{image_id}/")).json()
+    assert record["md5_hash"] == hashlib.md5(other).hexdigest()
+    assert record["md5_verified"] is False
+    assert [path.name for path in (settings.storage_dir / "objects").iterdir()] == [record["image_id"]]
+
+
+async def test_declared_file_replaced_after_clearing(http) -> None:  # type: ignore[no-untyped-def]
+    image_id = await new_image(http, md5_hash=PAYLOAD_MD5)
+    assert (await http.put(f"{BASE}/{image_id}/file", content=PAYLOAD)).status_code == 201
+    other = os.urandom(1000)
+    other_md5 = hashlib.md5(other).hexdigest()
+
+    conflict = await http.patch(f"{BASE}/{image_id}/", json={"md5_hash": other_md5})
+    assert conflict.status_code == 409
+    assert '"md5_hash": null' in conflict.json()["detail"]
+    assert (await http.put(f"{BASE}/{image_id}/file", content=other)).status_code == 422
+
+    cleared = await http.patch(f"{BASE}/{image_id}/", json={"md5_hash": None})
+    assert cleared.status_code == 200
+    assert cleared.json()["md5_hash"] == PAYLOAD_MD5  # still the stored file's MD5
+    assert cleared.json()["md5_verified"] is False
+    response = await http.put(f"{BASE}/{image_id}/file", content=other)
+    assert response.status_code == 201, response.text
+    assert response.json()["md5_hash"] == other_md5
+
+    declared = await http.patch(f"{BASE}/{image_id}/", json={"md5_hash": other_md5})
+    assert declared.status_code == 200
+    assert declared.json()["md5_verified"] is True

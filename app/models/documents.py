@@ -79,6 +79,9 @@ class OsImage(Document):
     sha256_hash: str | None = None
     file_status: FileStatus = FileStatus.NONE
     md5_verified: bool = False  # the stored file matched an MD5 the client declared
+    # True when md5_hash came from the client, so the next file must match it; False when the
+    # service filled md5_hash in from a stored file, which a new file may then replace.
+    md5_declared: bool = False
 
     # An unfinished upload: bytes kept in storage/partial/upload-<id>.part, and the total size the
     # client declared in Content-Range (None for a plain PUT, whose end is the end of the body).
@@ -108,6 +111,11 @@ class OsImage(Document):
             ),
             IndexModel([("organization", ASCENDING), ("is_deleted", ASCENDING), ("_id", ASCENDING)]),
         ]
+
+
+def expected_md5(image: "OsImage") -> str | None:
+    """The MD5 a new file of the image must have, or None when the client declared none."""
+    return image.md5_hash if image.md5_declared else None
 
 
 class ApiKey(Document):

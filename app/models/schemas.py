@@ -136,7 +136,7 @@ class ImageWrite(ImagePatch):
 
 _INTERNAL_IMAGE_FIELDS = {
     "id", "revision_id", "active_job_id", "deletion_key", "upload_offset", "upload_total",
-    "upload_started_time", "upload_lease_until",
+    "upload_started_time", "upload_lease_until", "md5_declared",
 }
 
 

@@ -80,8 +80,9 @@ async def _ensure_img_id_free(organization: str, img_id: str, own_id: Any = None
 def _check_md5_against_file(image: OsImage, md5_hash: str | None) -> None:
     if image.file_status == FileStatus.AVAILABLE and md5_hash is not None and md5_hash != image.md5_hash:
         raise Conflict(
-            f"md5_hash {md5_hash} differs from the MD5 {image.md5_hash} of the stored file: "
-            "keep the stored value, or change file_path and trigger a new download",
+            f"md5_hash {md5_hash} differs from the MD5 {image.md5_hash} of the stored file. To "
+            "replace the file, first clear md5_hash (PATCH with \"md5_hash\": null), then upload "
+            "the new file or trigger its download; or create a new image record for it",
             field="md5_hash",
         )
 
@@ -95,6 +96,7 @@ async def create_image(caller: Caller, body: ImageWrite, settings: Settings) -> 
     values = body.model_dump(include=set(CLIENT_FIELDS))
     image = OsImage(
         **values,
+        md5_declared=values.get("md5_hash") is not None,
         creation_time=body.creation_time or now,
         modified_time=now,
         last_update_time=now,
@@ -130,8 +132,13 @@ async def update_image(
         _check_file_type(settings, changes["file_name"])
     if "md5_hash" in changes:
         _check_md5_against_file(image, changes["md5_hash"])
-        if image.file_status == FileStatus.AVAILABLE and changes["md5_hash"] is None:
-            changes.pop("md5_hash")  # the stored file's MD5 stays; it is a fact, not an input
+        changes["md5_declared"] = changes["md5_hash"] is not None
+        if image.file_status == FileStatus.AVAILABLE:
+            # The stored file's MD5 stays in md5_hash: a fact, not an input. Clearing md5_hash
+            # only ends the declaration, so that a different file may replace this one.
+            changes["md5_verified"] = changes["md5_declared"]
+            if changes["md5_hash"] is None:
+                changes.pop("md5_hash")
     if image.file_status == FileStatus.AVAILABLE:
         changes.pop("image_size", None)  # the stored file's size is the size
     if changes.get("img_id") and changes["img_id"] != image.img_id:

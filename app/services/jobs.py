@@ -21,6 +21,7 @@ from app.models.documents import (
     FileStatus,
     JobState,
     OsImage,
+    expected_md5,
 )
 from app.queue import enqueue_download, request_abort
 from app.services.audit import record_event
@@ -57,9 +58,9 @@ def _check_downloadable(image: OsImage, settings: Settings) -> None:
         check_allowed_suffix(file_name, settings.allowed_file_types)
     except ValueError as exc:
         raise InvalidInput(str(exc), field="file_name") from None
-    if image.md5_hash is not None:
+    if expected_md5(image) is not None:
         try:
-            normalise_md5(image.md5_hash)
+            normalise_md5(image.md5_hash or "")
         except ValueError as exc:
             raise InvalidInput(str(exc), field="md5_hash") from None
 
@@ -79,7 +80,7 @@ async def trigger_download(
         img_id=image.img_id,
         source_url=image.file_path,  # type: ignore[arg-type]
         file_name=image.file_name or file_name_from_url(image.file_path or ""),
-        expected_md5=image.md5_hash,
+        expected_md5=expected_md5(image),
         expected_size_bytes=int(image.image_size) if image.image_size and image.file_status != FileStatus.AVAILABLE else None,
         max_attempts=settings.download_max_attempts,
         triggered_by=actor,

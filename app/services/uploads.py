@@ -22,7 +22,7 @@ from app.auth import Caller
 from app.config import Settings
 from app.errors import Conflict, InvalidInput, PayloadTooLarge, UploadTimeout
 from app.hashing import DigestingFileWriter, FileDigests, HashState, hash_file_prefix
-from app.models.documents import FileStatus, OsImage, UploadedType
+from app.models.documents import FileStatus, OsImage, UploadedType, expected_md5
 from app.services.audit import record_event
 from app.services.jobs import active_job
 from app.storage import Storage
@@ -328,10 +328,11 @@ async def _store(
     """Verify the complete upload and make it the image's file, or discard it with a 422."""
     path = storage.upload_path(str(image.id))
     problem = None
-    if image.md5_hash is not None and digests.md5 != image.md5_hash:
+    declared_md5 = expected_md5(image)
+    if declared_md5 is not None and digests.md5 != declared_md5:
         problem = (
             "md5_hash",
-            f"MD5 of the uploaded file is {digests.md5}, but md5_hash is {image.md5_hash}: the file "
+            f"MD5 of the uploaded file is {digests.md5}, but md5_hash is {declared_md5}: the file "
             "was discarded and the record left unchanged; check the file or the declared MD5",
         )
     elif image.image_size is not None and image.file_status != FileStatus.AVAILABLE and int(image.image_size) != digests.size_bytes:
@@ -358,7 +359,7 @@ async def _store(
         {"_id": image.id, "is_deleted": False},
         {"$set": {
             "image_id": blob_id, "image_size": str(digests.size_bytes), "md5_hash": digests.md5,
-            "sha256_hash": digests.sha256, "md5_verified": image.md5_hash is not None,
+            "sha256_hash": digests.sha256, "md5_verified": declared_md5 is not None,
             "file_status": FileStatus.AVAILABLE.value, "file_name": file_name,
             "uploaded_type": UploadedType.UPLOAD, "upload_offset": 0, "upload_total": None,
             "upload_started_time": None, "last_update_time": now, "modified_time": now,
