@@ -51,9 +51,6 @@ HTTP_REQUEST_DURATION = Histogram(
     "Time from receiving an HTTP request to sending the last byte of its response.",
     ["method", "route"],
 )
-# NOTE: a running job that arq aborts (after DELETE of its image) is counted as cancelled only when
-# the worker notices the cancellation first. An abort reaches the job as CancelledError, which a
-# worker shutdown raises too, so instrument_job cannot tell the two apart.
 DOWNLOADS = Counter(
     "os_image_downloads",
     "Finished download jobs by outcome (succeeded, failed, cancelled) and failure code.",

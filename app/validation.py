@@ -20,9 +20,9 @@ def normalise_md5(value: str) -> str:
             "md5_hash has 64 hexadecimal characters, which is a SHA-256 digest, not an MD5: "
             "give the image's MD5 (32 hexadecimal characters)"
         )
-    raise ValueError(
-        f"md5_hash must be 32 hexadecimal characters; got {len(text)} characters"
-    )
+    if len(text) == 32:
+        raise ValueError("md5_hash must be hexadecimal: only 0-9 and a-f (or A-F) are allowed")
+    raise ValueError(f"md5_hash must be 32 hexadecimal characters; got {len(text)} characters")
 
 
 def check_file_name(value: str) -> str:

@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import logging
 import os
 
 import httpx
@@ -101,7 +102,11 @@ async def test_changed_entity_starts_over(acme, source, run_worker, settings) ->
     assert (settings.storage_dir / "objects" / record["image_id"]).read_bytes() == newer
 
 
-async def test_cancel_stops_running_download(acme, source, run_worker, settings) -> None:  # type: ignore[no-untyped-def]
+async def test_cancel_stops_running_download(acme, source, run_worker, settings, caplog) -> None:  # type: ignore[no-untyped-def]
+    from app.metrics import DOWNLOADS
+
+    caplog.set_level(logging.INFO, logger="app.workers.download")
+    cancelled_before = DOWNLOADS.labels("cancelled", "")._value.get()
     source.routes["/image.bin"] = stall_after(PAYLOAD, 300_000, stall_s=30)
     image_id, job_id = await create_and_trigger(acme, source.url("/image.bin"))
     worker = asyncio.create_task(run_worker())
@@ -120,6 +125,8 @@ async def test_cancel_stops_running_download(acme, source, run_worker, settings)
         worker.cancel()
     job_doc, record, events = await final_state(acme, image_id)
     assert job_doc["state"] == "cancelled"
+    assert DOWNLOADS.labels("cancelled", "")._value.get() == cancelled_before + 1
+    assert f"download cancelled job={job_id}" in caplog.text
     assert record["file_status"] == "none"
     assert list((settings.storage_dir / "partial").iterdir()) == []
     assert "download_cancelled" in [event["action"] for event in events]
@@ -206,3 +213,42 @@ async def test_database_down_is_503(acme, monkeypatch) -> None:  # type: ignore[
     assert response.status_code == 503
     assert response.json()["code"] == "database_unavailable"
     assert "MongoDB" in response.json()["detail"]
+
+
+async def test_slow_source_shows_progress(acme, source, run_worker, settings) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    # 20 KB every 0.1 s: far below one chunk per second, as on a slow branch link.
+    body = os.urandom(400_000)
+    done = threading.Event()
+
+    def trickle(request, count):  # type: ignore[no-untyped-def]
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        for offset in range(0, len(body), 20_000):
+            request.wfile.write(body[offset:offset + 20_000])
+            request.wfile.flush()
+            if not done.wait(0.1):
+                continue
+
+    source.routes["/image.bin"] = Route(handler=trickle)
+    image_id, job_id = await create_and_trigger(acme, source.url("/image.bin"))
+    slow_settings = settings.model_copy(update={"download_chunk_bytes": 1024 * 1024, "progress_interval_s": 0.2})
+    worker = asyncio.create_task(run_worker(slow_settings))
+    partial = settings.storage_dir / "partial" / f"{job_id}.part"
+    seen = []
+    try:
+        while not worker.done():
+            job = await DownloadJob.get(PydanticObjectId(job_id))
+            if job is not None and job.state == "running" and 0 < job.bytes_done < len(body):
+                seen.append((job.bytes_done, job.bytes_total, partial.stat().st_size if partial.exists() else 0))
+            await asyncio.sleep(0.05)
+        await worker
+    finally:
+        done.set()
+    assert seen, "no progress was reported before the download ended"
+    assert all(total == len(body) for _, total, _ in seen)
+    assert max(kept for _, _, kept in seen) > 0
+    job, _, _ = await final_state(acme, image_id)
+    assert job["state"] == "succeeded"

@@ -72,7 +72,7 @@ async def test_naive_time_is_utc(acme: httpx.AsyncClient) -> None:
         ("min_flash", "lots", "valid integer"),
         ("md5_hash", "abc", "32 hexadecimal"),
         ("md5_hash", "a" * 64, "SHA-256"),
-        ("md5_hash", "g" * 32, "32 hexadecimal"),
+        ("md5_hash", "g" * 32, "only 0-9 and a-f"),
         ("file_name", "dir/image.bin", "base name"),
         ("file_name", "..\\image.bin", "base name"),
         ("file_name", "image\x00.bin", "control character"),

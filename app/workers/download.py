@@ -170,9 +170,26 @@ async def download_image(ctx: dict[str, Any], job_id: str) -> str:
         delay_s = retry_delay_s(settings, 1, None)
         logger.error("job %s: database unreachable, trying again in %.1f s: %s", job_id, delay_s, exc)
         raise Retry(defer=delay_s) from exc
+    except asyncio.CancelledError:
+        await _report_cancellation(job_id)
+        raise
     finally:
         if renewer is not None:
             renewer.cancel()
+
+
+async def _report_cancellation(job_id: str) -> None:
+    """Log and count a job that arq cancelled: an abort (the job was cancelled) or a shutdown."""
+    try:
+        job = await asyncio.wait_for(DownloadJob.get(PydanticObjectId(job_id)), 5)
+    except (PyMongoError, TimeoutError) as exc:
+        logger.warning("job %s stopped; its state could not be read: %s", job_id, exc)
+        return
+    if job is not None and job.state == JobState.CANCELLED:
+        logger.info("download cancelled job=%s image=%s", job_id, job.image_record_id)
+        record_download_finished(JobState.CANCELLED)
+    else:
+        logger.info("download interrupted job=%s: the worker is stopping; the job runs again", job_id)
 
 
 async def _run_attempt(ctx: dict[str, Any], job_id: str) -> str:

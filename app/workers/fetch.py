@@ -32,6 +32,7 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # labelling the file's own format (a common misconfiguration), so the bytes are kept as sent.
 COMPRESSED_SUFFIXES = frozenset({".gz", ".tgz", ".zip", ".xz", ".bz2"})
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body")
+FLUSH_INTERVAL_S = 1.0
 
 
 class DownloadError(Exception):
@@ -260,6 +261,7 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
             # Reads come in pieces of up to 256 KiB; they are joined into chunks of chunk_bytes,
             # once each, before the hashing threads get them.
             pending_bytes = 0
+            last_flush = time.monotonic()
             sniffed = start > 0
             async for data in response.aiter_raw():
                 received_bytes += len(data)
@@ -272,12 +274,16 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
                         )
                 parts.append(data)
                 pending_bytes += len(data)
-                if pending_bytes >= request.chunk_bytes:
+                now = time.monotonic()
+                # A full chunk goes to the writer at once; on a slow link, whatever arrived goes
+                # every FLUSH_INTERVAL_S, so the partial file (kept for a resume) keeps growing.
+                if pending_bytes >= request.chunk_bytes or now - last_flush >= FLUSH_INTERVAL_S:
                     await _write(writer, decoder, b"".join(parts), request)
                     count_download_bytes(pending_bytes)
                     parts.clear()
                     pending_bytes = 0
-                    await on_progress(start + received_bytes, total_for_progress)
+                    last_flush = now
+                await on_progress(start + received_bytes, total_for_progress)
             await _write(writer, decoder, b"".join(parts), request, final=True)
             count_download_bytes(pending_bytes)
 
