@@ -55,6 +55,21 @@ async def test_create_ignores_server_fields(acme: httpx.AsyncClient) -> None:
     assert record["md5_verified"] is False
 
 
+async def test_create_rejects_unknown_field(acme: httpx.AsyncClient) -> None:
+    response = await acme.post(f"{BASE}/", json=image_body(md5hash="d41d8cd98f00b204e9800998ecf8427e"))
+    assert response.status_code == 422
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["body", "md5hash"]
+    assert error["type"] == "extra_forbidden"
+
+
+async def test_record_round_trips_through_put(acme: httpx.AsyncClient) -> None:
+    record = await create(acme)
+    response = await acme.put(f"{BASE}/{record['id']}/", json={**record, "description": "changed"})
+    assert response.status_code == 200, response.text
+    assert response.json()["description"] == "changed"
+
+
 async def test_naive_time_is_utc(acme: httpx.AsyncClient) -> None:
     record = await create(acme, creation_time="2025-08-31T16:02:56.596")
     assert record["creation_time"] == "2025-08-31T16:02:56.596Z"

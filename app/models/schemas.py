@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    model_validator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -78,12 +79,24 @@ CLIENT_FIELDS = (
 
 
 class ImagePatch(BaseModel):
-    """Client-owned image fields, all optional; unknown and server-owned fields are ignored."""
+    """Client-owned image fields, all optional.
+
+    Server-owned fields are ignored, so a record read from the API can be sent back as it is.
+    Any other unknown field is rejected, so that a misspelt name such as `md5hash` cannot skip
+    a check silently.
+    """
 
     model_config = ConfigDict(
-        extra="ignore",
+        extra="forbid",
         json_schema_extra=schema_extra(examples.IMAGE_PATCH, read_only=["modified_time"]),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_server_owned_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {name: value for name, value in data.items() if name not in SERVER_OWNED_FIELDS}
+        return data
 
     # Leaving these out keeps them; null is not a value they can take.
     img_id: ImageName | SkipJsonSchema[None] = None
