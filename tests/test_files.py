@@ -246,6 +246,20 @@ async def test_multipart_bad_file_name(http, settings, part_name: str, reason: s
     assert list((settings.storage_dir / "objects").iterdir()) == []
 
 
+async def test_multipart_two_files_fails_cleanly(http, settings) -> None:  # type: ignore[no-untyped-def]
+    image_id = await new_image(http)
+    # The first part is large, so the second arrives after the upload has started writing.
+    files = [("file", ("a.bin", os.urandom(3_000_000))), ("file", ("b.bin", b"b" * 1000))]
+    response = await http.put(f"{BASE}/{image_id}/file/", files=files)
+    assert response.status_code == 422
+    assert "exactly one file part" in response.json()["detail"][0]["msg"]
+    assert partial_files(settings) == []
+    events = (await http.get(f"{BASE}/os-job-audit/", params={"image_id": image_id})).json()
+    assert [event["action"] for event in events][:2] == ["upload_failed", "upload_started"]
+    status = await upload_status(http, image_id)
+    assert status["upload_in_progress"] is False
+
+
 async def test_multipart_without_file_part(http) -> None:  # type: ignore[no-untyped-def]
     image_id = await new_image(http)
     body = b'--XyZ\r\nContent-Disposition: form-data; name="only"\r\n\r\na field\r\n--XyZ--\r\n'

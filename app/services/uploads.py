@@ -243,6 +243,10 @@ async def _receive_with_lease(  # noqa: PLR0913 - one request's whole context
     except PayloadTooLarge:
         await _discard(caller, image, writer, "too_large", "the body exceeded its declared size")
         raise
+    except InvalidInput as exc:
+        # A malformed multipart body, found while it streams in.
+        await _discard(caller, image, writer, "invalid_body", exc.message)
+        raise
 
     if content_range is not None and writer.size_bytes != content_range.end + 1:
         await writer.close()
