@@ -4,6 +4,8 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
@@ -129,8 +131,25 @@ async def _queue_error_handler(request: Request, exc: Exception) -> JSONResponse
     )
 
 
+# Pydantic puts this before the message of every ValueError a validator raises; the messages
+# are written as full sentences for the client, so the prefix only adds noise.
+_PYDANTIC_VALUE_ERROR_PREFIX = "Value error, "
+
+
+async def _validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        message = str(error.get("msg", ""))
+        if message.startswith(_PYDANTIC_VALUE_ERROR_PREFIX):
+            error = {**error, "msg": message.removeprefix(_PYDANTIC_VALUE_ERROR_PREFIX)}
+        errors.append(error)
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error_handler)
     # Connection-level failures only: a duplicate key or a bad query stays a bug (500).
     for error in (ConnectionFailure, ServerSelectionTimeoutError, NetworkTimeout, ExecutionTimeout):
         app.add_exception_handler(error, _database_error_handler)
