@@ -131,7 +131,7 @@ async def _queue_error_handler(request: Request, exc: Exception) -> JSONResponse
     )
 
 
-# Pydantic puts this before the message of every ValueError a validator raises; the messages
+# Pydantic puts this before the message of every ValueError a validator raises. The messages
 # are written as full sentences for the client, so the prefix only adds noise.
 _PYDANTIC_VALUE_ERROR_PREFIX = "Value error, "
 

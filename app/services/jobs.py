@@ -88,7 +88,7 @@ async def trigger_download(
     await job.insert()
     job_id = str(job.id)
 
-    # Compare-and-set on the image: only the trigger that still sees the pointer it read wins.
+    # Compare-and-set on the image: only the trigger whose read of the pointer is still current wins.
     image_update: dict[str, Any] = {
         "active_job_id": job_id,
         "download_status_obj": job_id,
@@ -166,7 +166,7 @@ async def cancel_active_job(
         try:
             await request_abort(pool, str(job.id))
         except (RedisError, OSError) as exc:
-            # The worker also sees the state change at its next progress update and stops then.
+            # The worker also reads the state change at its next progress update and stops then.
             logger.warning("could not signal abort of job %s: %s", job.id, exc)
         await record_event(
             image.organization, "download_cancelled", actor, image_record_id=image.id,

@@ -1,10 +1,10 @@
 """Streamed, resumable uploads of an image's file, and the upload status.
 
 A plain PUT sends the whole file. A client that may be cut off sends `Content-Range: bytes
-START-END/TOTAL` pieces instead; the bytes of every piece that arrived stay on disk, and the
-status endpoint tells where to continue. Bytes from a request cut off in the middle are kept too,
-up to the last chunk written. The file counts as stored only after the last byte arrived, was
-fsynced and matched the declared MD5 and size; then it is renamed into place like a download.
+START-END/TOTAL` pieces instead. The bytes of every piece that arrived stay on disk, and the
+status endpoint returns the offset to continue from. Bytes of a request cut off in the middle are
+kept too. The file counts as stored only after the last byte arrived, was fsynced and matched the
+declared MD5 and size; then it is renamed into place like a download.
 """
 
 import asyncio

@@ -36,7 +36,7 @@ FLUSH_INTERVAL_S = 1.0
 
 
 class DownloadError(Exception):
-    """A failed attempt; `retryable` says whether another attempt may succeed."""
+    """A failed attempt. `retryable` tells the job whether another attempt may succeed."""
 
     def __init__(
         self, code: str, message: str, *, retryable: bool = False, retry_after_s: float | None = None,
@@ -87,7 +87,7 @@ def _check_response(
     status = response.status_code
     if status in RETRYABLE_STATUSES:
         raise DownloadError(
-            "http_status", f"source answered HTTP {status} for {response.url}",
+            "http_status", f"source responded HTTP {status} for {response.url}",
             retryable=True, retry_after_s=_retry_after_seconds(response),
         )
     if status != (206 if partial else 200):
@@ -133,7 +133,7 @@ def _looks_like_html(first_bytes: bytes) -> bool:
 
 @dataclass(frozen=True)
 class SourceValidators:
-    """What identifies the entity at the source, so a later attempt can ask for the rest of it."""
+    """Validators of the entity at the source, so that a later attempt can request the rest of it."""
 
     etag: str | None
     last_modified: str | None
@@ -177,7 +177,7 @@ def _check_resumed_range(response: httpx.Response, kept_bytes: int, known: Sourc
     """Raise _StartOver unless a 206 continues exactly at `kept_bytes` of the same entity."""
     match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
     if match is None or int(match.group(1)) != kept_bytes:
-        raise _StartOver(f"the source answered the range with {response.headers.get('Content-Range')!r}")
+        raise _StartOver(f"the source responded to the range with {response.headers.get('Content-Range')!r}")
     total = None if match.group(3) == "*" else int(match.group(3))
     if known.total_bytes is not None and total != known.total_bytes:
         raise _StartOver(f"the source's size changed from {known.total_bytes} to {total}")
@@ -196,7 +196,7 @@ async def fetch_to_file(
 ) -> FetchResult:
     """Download `request.url` into `request.partial_path` and return its verified size and digests.
 
-    When the partial file holds bytes from an earlier attempt and `validators` say which entity
+    When the partial file contains bytes from an earlier attempt and `validators` say which entity
     they belong to, only the rest is requested (`Range` with `If-Range`), and the kept bytes are
     hashed again first. A source that ignores or mis-answers the range gets a fresh request for the
     whole file. After a retryable failure the partial file is kept for the next attempt when the
@@ -240,7 +240,7 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
     try:
         async with client.stream("GET", request.url, headers=headers) as response:
             if known is not None and response.status_code == 416:
-                raise _StartOver("the source answered the range with 416")
+                raise _StartOver("the source responded to the range with 416")
             if known is not None and response.status_code == 206:
                 _check_resumed_range(response, kept_bytes, known)
                 start = kept_bytes
@@ -275,7 +275,7 @@ async def _fetch_once(  # noqa: PLR0912, PLR0915 - one attempt, read top to bott
                 parts.append(data)
                 pending_bytes += len(data)
                 now = time.monotonic()
-                # A full chunk goes to the writer at once; on a slow link, whatever arrived goes
+                # A full chunk goes to the writer at once. On a slow link, whatever arrived goes
                 # every FLUSH_INTERVAL_S, so the partial file (kept for a resume) keeps growing.
                 if pending_bytes >= request.chunk_bytes or now - last_flush >= FLUSH_INTERVAL_S:
                     await _write(writer, decoder, b"".join(parts), request)
