@@ -39,6 +39,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -200,16 +203,57 @@ def read_vmhwm_kib() -> int:
 # --- Worker job (subprocess) ------------------------------------------------------------------
 
 
-async def run_worker_job(url: str, storage_dir: Path, expected_md5: str, size_bytes: int) -> dict[str, Any]:
-    """Queue one download on the in-memory database and queue, run the arq job, and report it."""
+@dataclass
+class BenchJob:
+    """A download job queued on an in-memory catalog and queue, with what the arq job needs."""
+
+    settings: Any
+    storage: Any
+    pool: Any
+    client: Any
+    image: Any
+    job: Any
+
+    def context(self, job_try: int) -> dict[str, Any]:
+        """Return the keys the arq worker's startup sets, plus the ones arq adds for each job."""
+        return {
+            "settings": self.settings, "storage": self.storage, "http_client": self.client,
+            "redis": self.pool, "job_id": str(self.job.id), "job_try": job_try,
+        }
+
+    async def outcome(self) -> dict[str, Any]:
+        """Return the job's final state, its MD5 and the stored file's path, read back from the catalog."""
+        from app.models.documents import DownloadJob, OsImage
+
+        job_after = await DownloadJob.get(self.job.id)
+        image_after = await OsImage.get(self.image.id)
+        object_path = (
+            self.storage.object_path(image_after.image_id)
+            if image_after is not None and image_after.image_id else None
+        )
+        return {
+            "state": job_after.state.value if job_after else None,
+            "error_code": job_after.error_code if job_after else None,
+            "error_message": job_after.error_message if job_after else None,
+            "job_md5": job_after.md5_hash if job_after else None,
+            "image_md5": image_after.md5_hash if image_after else None,
+            "md5_verified": image_after.md5_verified if image_after else None,
+            "object_path": str(object_path) if object_path else None,
+        }
+
+
+@asynccontextmanager
+async def queued_bench_job(
+    url: str, storage_dir: Path, expected_md5: str, size_bytes: int, img_id: str
+) -> AsyncIterator[BenchJob]:
+    """Queue one download of `url` on an in-memory catalog and queue; close the clients after."""
     from app.config import Settings
     from app.database import init_database
     from app.memory_db import create_memory_database
-    from app.models.documents import DownloadJob, OsImage
+    from app.models.documents import OsImage
     from app.queue import create_memory_queue_pool
     from app.services.jobs import trigger_download
     from app.storage import Storage
-    from app.workers.download import download_image
     from app.workers.settings import create_http_client
 
     # Default settings apart from the storage directory. Environment variables such as
@@ -222,45 +266,35 @@ async def run_worker_job(url: str, storage_dir: Path, expected_md5: str, size_by
     client = create_http_client(settings)
     try:
         image = OsImage(
-            img_id="bench-image", organization="bench", file_path=url, file_name=SOURCE_FILE_NAME,
+            img_id=img_id, organization="bench", file_path=url, file_name=SOURCE_FILE_NAME,
             md5_hash=expected_md5, image_size=str(size_bytes),
         )
         await image.insert()
         job = await trigger_download(image, "bench", settings, pool)
-        # The keys the arq worker's startup sets, plus the ones arq adds for each job.
-        ctx = {
-            "settings": settings, "storage": storage, "http_client": client,
-            "redis": pool, "job_id": str(job.id), "job_try": 1,
-        }
-
-        vmhwm_before_kib = read_vmhwm_kib()
-        usage_before = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
-        result = await download_image(ctx, str(job.id))
-        wall_s = time.perf_counter() - started
-        usage_after = resource.getrusage(resource.RUSAGE_SELF)
+        yield BenchJob(settings, storage, pool, client, image, job)
     finally:
         await client.aclose()
         await pool.aclose()
 
-    job_after = await DownloadJob.get(job.id)
-    image_after = await OsImage.get(image.id)
-    object_path = (
-        storage.object_path(image_after.image_id)
-        if image_after is not None and image_after.image_id else None
-    )
+
+async def run_worker_job(url: str, storage_dir: Path, expected_md5: str, size_bytes: int) -> dict[str, Any]:
+    """Queue one download on the in-memory database and queue, run the arq job, and report it."""
+    from app.workers.download import download_image
+
+    async with queued_bench_job(url, storage_dir, expected_md5, size_bytes, "bench-image") as bench:
+        vmhwm_before_kib = read_vmhwm_kib()
+        usage_before = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        result = await download_image(bench.context(job_try=1), str(bench.job.id))
+        wall_s = time.perf_counter() - started
+        usage_after = resource.getrusage(resource.RUSAGE_SELF)
+
     return {
         "result": result,
-        "state": job_after.state.value if job_after else None,
-        "error_code": job_after.error_code if job_after else None,
-        "error_message": job_after.error_message if job_after else None,
-        "job_md5": job_after.md5_hash if job_after else None,
-        "image_md5": image_after.md5_hash if image_after else None,
-        "md5_verified": image_after.md5_verified if image_after else None,
-        "object_path": str(object_path) if object_path else None,
+        **await bench.outcome(),
         "wall_s": wall_s,
         "cpu_s": cpu_seconds(usage_after) - cpu_seconds(usage_before),
-        "chunk_bytes": settings.download_chunk_bytes,
+        "chunk_bytes": bench.settings.download_chunk_bytes,
         "vmhwm_before_kib": vmhwm_before_kib,
         "vmhwm_kib": read_vmhwm_kib(),
         "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
@@ -574,6 +608,19 @@ def print_summary(summaries: list[dict[str, Any]], runs: int) -> dict[str, Any]:
 # --- Parent: main -----------------------------------------------------------------------------
 
 
+def check_app_dir(app_dir: Path) -> None:
+    """Exit with a message unless `app_dir` contains the `app` package the jobs import."""
+    if not (app_dir / "app" / "workers" / "download.py").is_file():
+        sys.exit(f"error: {app_dir} has no app/workers/download.py: pass the directory above app/")
+
+
+def parse_size(text: str) -> int:
+    sizes = parse_sizes(text)
+    if len(sizes) != 1:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: give one number of GiB")
+    return sizes[0]
+
+
 def parse_sizes(text: str) -> list[int]:
     sizes = []
     for part in text.split(","):
@@ -785,8 +832,7 @@ def main() -> int:
     if args.runs < 1:
         sys.exit("error: --runs must be at least 1")
     args.app_dir = args.app_dir.resolve()
-    if not (args.app_dir / "app" / "workers" / "download.py").is_file():
-        sys.exit(f"error: {args.app_dir} has no app/workers/download.py: pass the directory above app/")
+    check_app_dir(args.app_dir)
     return run_benchmark(args)
 
 

@@ -66,6 +66,7 @@ from download import (
     describe_machine,
     format_size,
     mb_per_s,
+    parse_size,
     parse_sizes,
     read_process_cpu_s,
     settle_disk,
@@ -879,13 +880,6 @@ def run_benchmark(args: argparse.Namespace) -> int:
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
     return 0
-
-
-def parse_size(text: str) -> int:
-    sizes = parse_sizes(text)
-    if len(sizes) != 1:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: give one number of GiB")
-    return sizes[0]
 
 
 def build_parser() -> argparse.ArgumentParser:

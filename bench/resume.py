@@ -44,6 +44,7 @@ from typing import Any
 
 # bench/ is on sys.path when this file runs as a script, so its sibling imports by name.
 from download import (
+    check_app_dir,
     GIB,
     ProcessGroups,
     describe_app,
@@ -51,7 +52,8 @@ from download import (
     file_md5,
     format_size,
     mb_per_s,
-    parse_sizes,
+    parse_size,
+    queued_bench_job,
     read_vmhwm_kib,
     settle_disk,
     timeout_for,
@@ -206,43 +208,18 @@ async def run_resumed_job(url: str, storage_dir: Path, expected_md5: str, size_b
     """Queue one download, run the arq job until it stops asking for a retry, and report it."""
     from arq import Retry
 
-    from app.config import Settings
-    from app.database import init_database
-    from app.memory_db import create_memory_database
-    from app.models.documents import DownloadJob, OsImage
-    from app.queue import create_memory_queue_pool
-    from app.services.jobs import trigger_download
-    from app.storage import Storage
+    from app.models.documents import DownloadJob
     from app.workers.download import download_image
-    from app.workers.settings import create_http_client
 
-    # Default settings apart from the storage directory. Environment variables still apply.
-    settings = Settings(_env_file=None, storage_dir=storage_dir)
-    await init_database(create_memory_database("bench"))
-    pool = create_memory_queue_pool()
-    storage = Storage(settings.storage_dir)
-    storage.ensure_directories()
-    client = create_http_client(settings)
     attempts: list[dict[str, Any]] = []
-    try:
-        image = OsImage(
-            img_id="bench-resume", organization="bench", file_path=url, file_name=SOURCE_FILE_NAME,
-            md5_hash=expected_md5, image_size=str(size_bytes),
-        )
-        await image.insert()
-        job = await trigger_download(image, "bench", settings, pool)
-        partial_path = storage.partial_path(str(job.id))
+    async with queued_bench_job(url, storage_dir, expected_md5, size_bytes, "bench-resume") as bench:
+        partial_path = bench.storage.partial_path(str(bench.job.id))
         for job_try in range(1, MAX_JOB_TRIES + 1):
-            # The keys the arq worker's startup sets, plus the ones arq adds for each job.
-            ctx = {
-                "settings": settings, "storage": storage, "http_client": client,
-                "redis": pool, "job_id": str(job.id), "job_try": job_try,
-            }
             started = time.perf_counter()
             try:
-                result = await download_image(ctx, str(job.id))
+                result = await download_image(bench.context(job_try), str(bench.job.id))
             except Retry as retry:
-                job_now = await DownloadJob.get(job.id)
+                job_now = await DownloadJob.get(bench.job.id)
                 attempts.append({
                     "result": "retry",
                     "wall_s": time.perf_counter() - started,
@@ -254,25 +231,8 @@ async def run_resumed_job(url: str, storage_dir: Path, expected_md5: str, size_b
                 continue
             attempts.append({"result": result, "wall_s": time.perf_counter() - started})
             break
-    finally:
-        await client.aclose()
-        await pool.aclose()
 
-    job_after = await DownloadJob.get(job.id)
-    image_after = await OsImage.get(image.id)
-    object_path = (
-        storage.object_path(image_after.image_id)
-        if image_after is not None and image_after.image_id else None
-    )
-    return {
-        "attempts": attempts,
-        "state": job_after.state.value if job_after else None,
-        "error_code": job_after.error_code if job_after else None,
-        "error_message": job_after.error_message if job_after else None,
-        "job_md5": job_after.md5_hash if job_after else None,
-        "object_path": str(object_path) if object_path else None,
-        "vmhwm_kib": read_vmhwm_kib(),
-    }
+    return {"attempts": attempts, **await bench.outcome(), "vmhwm_kib": read_vmhwm_kib()}
 
 
 # --- Parent -----------------------------------------------------------------------------------
@@ -523,13 +483,6 @@ def run_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_size(text: str) -> int:
-    sizes = parse_sizes(text)
-    if len(sizes) != 1:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: give one number of GiB")
-    return sizes[0]
-
-
 def parse_fraction(text: str) -> float:
     try:
         value = float(text)
@@ -596,8 +549,7 @@ def main() -> int:
         sys.exit("error: --runs must be at least 1")
     args.app_dir = args.app_dir.resolve()
     args.work_dir = args.work_dir.resolve()
-    if not (args.app_dir / "app" / "workers" / "download.py").is_file():
-        sys.exit(f"error: {args.app_dir} has no app/workers/download.py: pass the directory above app/")
+    check_app_dir(args.app_dir)
     return run_benchmark(args)
 
 
