@@ -41,7 +41,7 @@ UNAUTHORIZED_RESPONSE = {
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent the request: the key's organization and id."""
+    """The sender of a request: its API key's organization and id."""
 
     organization: str
     api_key_id: str

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(default=1.0, gt=0)
     # A client that sends no body bytes for this long is cut off; the bytes it sent are kept.
     upload_idle_timeout_s: float = Field(default=60.0, gt=0)
-    # How long an upload request holds the image before another request may take it over.
+    # How long an upload request keeps its lease on the image before another request may take it over.
     upload_lease_s: float = Field(default=120.0, gt=0)
     # A running job renews its claim on the queue this often; a job whose worker died is run
     # again by another worker within this many seconds (plus the queue's poll delay).

@@ -41,7 +41,7 @@ class TrailingSlashMiddleware:
 
 
 def _install_method_not_allowed_handler(app: FastAPI) -> None:
-    """Answer 405 with an Allow header that lists every method of the path.
+    """Send 405 responses with an Allow header that lists every method of the path.
 
     Starlette lists only the methods of the first route whose path matches, but GET, HEAD and PUT
     of one path are separate routes here.

@@ -1,4 +1,4 @@
-"""Where image files live on disk, and the moves that make a file count as stored.
+"""Image file locations on disk, and the moves that make a file count as stored.
 
 Layout under the storage directory:
 - `partial/<job id>.part`: a download being written; never served, removed on failure.
@@ -29,7 +29,7 @@ class Storage:
         return self.partial_dir / f"{job_id}.part"
 
     def upload_path(self, image_record_id: str) -> Path:
-        """The unfinished upload of an image; one at a time per image."""
+        """Return the path of the image's unfinished upload; an image has at most one."""
         return self.partial_dir / f"upload-{image_record_id}.part"
 
     async def size_of(self, path: Path) -> int:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Make sure a Redis answers on 127.0.0.1:6379 for the tests: start one (installing Debian's
-# redis-server first if needed) when nothing answers there.
+# Make sure a Redis responds on 127.0.0.1:6379 for the tests. When none responds, start one,
+# installing Debian's redis-server first if needed.
 set -euo pipefail
 
 redis_answers() {
@@ -25,5 +25,5 @@ for _ in $(seq 1 50); do
     redis_answers && exit 0
     sleep 0.1
 done
-echo "error: Redis did not answer on 127.0.0.1:6379 after start" >&2
+echo "error: Redis did not respond on 127.0.0.1:6379 within 5 s of starting: check that nothing else holds the port" >&2
 exit 1

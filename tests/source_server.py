@@ -138,8 +138,8 @@ def ranged(
     """Serve `body` with validators and single-range support, misbehaving on purpose if asked.
 
     `cut_first_at` drops the first response's connection after that many bytes. `range_status`:
-    "honour" answers a range with 206; "ignore" sends the whole file with 200; "shifted" sends a
-    206 that starts one byte early; "unsatisfiable" answers 416.
+    "honour" responds to a range with 206; "ignore" sends the whole file with 200; "shifted" sends a
+    206 that starts one byte early; "unsatisfiable" responds with 416.
     """
 
     def handler(request: SourceHandler, count: int) -> None:

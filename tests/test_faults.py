@@ -152,7 +152,8 @@ async def test_full_disk_fails_cleanly(acme, source, run_worker, settings) -> No
     assert job["error_code"] == "storage_full"
     assert "No space left" in job["error_message"]
     assert record["file_status"] == "failed"
-    assert not partial.exists() and not partial.is_symlink()
+    assert not partial.is_symlink()
+    assert not partial.exists()
     assert (await acme.get(f"{BASE}/")).status_code == 200
 
 
@@ -169,7 +170,9 @@ async def test_trigger_while_redis_down(acme, source, run_worker, settings, app,
         app.state.queue = queue
         await unreachable.aclose()
     job = await DownloadJob.get(PydanticObjectId(job_id))
-    assert job is not None and job.state == "queued" and job.enqueued is False
+    assert job is not None
+    assert job.state == "queued"
+    assert job.enqueued is False
     status = (await acme.get(f"{BASE}/os-images-status/", params={"image_ids": image_id})).json()
     assert status[0]["enqueued"] is False
 

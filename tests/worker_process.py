@@ -2,7 +2,7 @@
 
 There is no MongoDB server in the test environment, and an in-memory catalog dies with its
 process. This harness loads the catalog from a JSON snapshot and writes a new snapshot every
-SNAPSHOT_INTERVAL_S, so a second process started after a SIGKILL sees what a real database would
+SNAPSHOT_INTERVAL_S, so a second process started after a SIGKILL reads what a real database would
 have kept (up to one interval old). Usage: python -m tests.worker_process SNAPSHOT SETTINGS_JSON [--burst]
 """
 

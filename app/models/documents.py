@@ -90,14 +90,14 @@ class OsImage(Document):
     upload_started_time: datetime | None = None
     # Held while one request writes the upload; a lease that expired belongs to a dead request.
     upload_lease_until: datetime | None = None
-    served_count: int = 0  # GET requests of the file answered with content
+    served_count: int = 0  # GET requests of the file served with content
     served_bytes: int = 0
 
     # The job that is queued or running for this image, or None. Set and cleared only with a
     # compare-and-set update, which is what keeps two triggers from starting two jobs.
     active_job_id: str | None = None
     # None while the record is live, its own id once deleted: part of the unique index, so img_id
-    # is unique among live records while deleted ones keep theirs. A partial index would say this
+    # is unique among live records while deleted ones keep theirs. A partial index would state this
     # more directly, but mongomock ignores partialFilterExpression.
     deletion_key: str | None = None
 
@@ -161,7 +161,7 @@ class DownloadJob(Document):
     next_attempt_time: datetime | None = None
     # False while the job waits to be put on the queue (Redis was unreachable when it was made).
     enqueued: bool = True
-    # Validators of the source's entity, from the last response: a later attempt asks for the
+    # Validators of the source's entity, from the last response: a later attempt requests the
     # rest of the same entity with Range and If-Range.
     source_etag: str | None = None
     source_last_modified: str | None = None

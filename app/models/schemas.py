@@ -192,7 +192,7 @@ class ImagePublic(BaseModel):
     sha256_hash: str | None = Field(description="SHA-256 of the stored file.")
     file_status: FileStatus
     md5_verified: bool = Field(description="True when the stored file matched a declared MD5.")
-    served_count: int = Field(description="GET requests of the file answered with content.")
+    served_count: int = Field(description="GET requests of the file served with content.")
     served_bytes: int = Field(description="Bytes of the file served, ranges included.")
 
     @classmethod

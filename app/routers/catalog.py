@@ -39,7 +39,7 @@ async def read_download_options(caller: CallerDep, settings: SettingsDep) -> Dow
 
 @router.get("/os-images-objs/", response_model=list[ImageSummary])
 async def read_image_summaries(caller: CallerDep) -> list[ImageSummary]:
-    """All live images of the organization in a compact form, ordered by img_id."""
+    """Return all live images of the organization in a compact form, ordered by img_id."""
     images = await OsImage.find(
         {"organization": caller.organization, "is_deleted": False}
     ).sort([("img_id", 1), ("_id", 1)]).to_list()

@@ -51,7 +51,7 @@ async def read_images(
         str | None, Query(max_length=255, description="Case-insensitive text in name, description, vendor, model, series, version or file name.")
     ] = None,
 ) -> list[ImagePublic]:
-    """One page of the organization's live images; the total is in the X-Total-Count header."""
+    """Return one page of the organization's live images, with the total in X-Total-Count."""
     filters = {
         "vendor": vendor, "ostype": ostype, "series": series, "model": model,
         "os_version": os_version, "image_type": image_type, "img_id": img_id,

@@ -82,7 +82,7 @@ async def read_download_status(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     items_per_page: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[JobStatus]:
-    """The latest download job of each image, newest first; the total is in X-Total-Count."""
+    """Return the latest download job of each image, newest first, with the total in X-Total-Count."""
     ids = _split_ids(image_ids)
     object_ids = None
     if ids is not None:
@@ -105,7 +105,7 @@ async def read_audit_trail(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     items_per_page: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AuditEntry]:
-    """The audit trail, newest first; the total is in X-Total-Count."""
+    """Return one page of the audit trail, newest first, with the total in X-Total-Count."""
     record_id = None
     if image_id is not None:
         record_id = image_service.parse_object_id(image_id)

@@ -44,7 +44,7 @@ async def record_served(caller: Caller, image: OsImage, range_header: str | None
     if range_header:
         served = _range_bytes(range_header, size_bytes)
         if served is None:
-            return  # multiple or unsatisfiable ranges: counted by nobody, answered by Starlette
+            return  # multiple or unsatisfiable ranges are not counted; Starlette responds to them
         start, length = served
     else:
         start, length = 0, size_bytes

@@ -36,7 +36,7 @@ FLUSH_INTERVAL_S = 1.0
 
 
 class DownloadError(Exception):
-    """A failed attempt. `retryable` tells the job whether another attempt may succeed."""
+    """A failed attempt. `retryable` is true when another attempt may succeed."""
 
     def __init__(
         self, code: str, message: str, *, retryable: bool = False, retry_after_s: float | None = None,
@@ -196,8 +196,8 @@ async def fetch_to_file(
 ) -> FetchResult:
     """Download `request.url` into `request.partial_path` and return its verified size and digests.
 
-    When the partial file contains bytes from an earlier attempt and `validators` say which entity
-    they belong to, only the rest is requested (`Range` with `If-Range`), and the kept bytes are
+    When the partial file contains bytes from an earlier attempt and `validators` identify the entity
+    those bytes belong to, only the rest is requested (`Range` with `If-Range`), and the kept bytes are
     hashed again first. A source that ignores or mis-answers the range gets a fresh request for the
     whole file. After a retryable failure the partial file is kept for the next attempt when the
     source sent validators; otherwise, and after any other failure, it is removed.
